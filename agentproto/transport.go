@@ -1,0 +1,178 @@
+package agentproto
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/containerd/ttrpc"
+	"github.com/mdlayher/vsock"
+)
+
+// Client is a typed agent client over one ttrpc connection.
+type Client struct {
+	AgentService
+	conn *ttrpc.Client
+	done chan struct{}
+}
+
+// NewClient speaks the agent protocol over conn. Closing the client closes conn.
+func NewClient(conn net.Conn) *Client {
+	done := make(chan struct{})
+	c := ttrpc.NewClient(conn, ttrpc.WithOnClose(func() { close(done) }))
+	return &Client{AgentService: NewAgentClient(c), conn: c, done: done}
+}
+
+// Close ends the connection.
+func (c *Client) Close() error { return c.conn.Close() }
+
+// Done is closed when the connection is gone.
+func (c *Client) Done() <-chan struct{} { return c.done }
+
+// DialUnix connects to a unix socket, retrying until it exists or ctx ends.
+// The virtio-serial chardev of QEMU is such a socket.
+func DialUnix(ctx context.Context, path string) (net.Conn, error) {
+	var d net.Dialer
+	for {
+		conn, err := d.DialContext(ctx, "unix", path)
+		if err == nil {
+			return conn, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("dial %s: %w", path, err)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// DialVsock connects to the agent's vsock port in guest cid, retrying until
+// the guest listens or ctx ends.
+func DialVsock(ctx context.Context, cid, port uint32) (net.Conn, error) {
+	for {
+		conn, err := vsock.Dial(cid, port, nil)
+		if err == nil {
+			return conn, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("dial vsock %d:%d: %w", cid, port, err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// ListenVsock listens on a vsock port inside the guest.
+func ListenVsock(port uint32) (net.Listener, error) {
+	l, err := vsock.Listen(port, nil)
+	if err != nil {
+		return nil, fmt.Errorf("listen vsock port %d: %w", port, err)
+	}
+	return l, nil
+}
+
+// FindSerialPort returns the /dev path of the virtio-serial port called name,
+// found through /sys/class/virtio-ports/*/name (sysRoot is "/" in a guest).
+func FindSerialPort(sysRoot, name string) (string, error) {
+	dir := filepath.Join(sysRoot, "sys/class/virtio-ports")
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return "", fmt.Errorf("find virtio port %q: %w", name, err)
+	}
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join(dir, e.Name(), "name"))
+		if err != nil {
+			continue
+		}
+		if strings.TrimSpace(string(b)) == name {
+			return filepath.Join(sysRoot, "dev", e.Name()), nil
+		}
+	}
+	return "", fmt.Errorf("find virtio port %q: %w", name, os.ErrNotExist)
+}
+
+// SerialListener serves one connection at a time over a virtio-serial port:
+// Accept opens the port and returns it as a connection; when that connection
+// ends (the host went away), the next Accept reopens it.
+type SerialListener struct {
+	path   string
+	opened time.Time
+	free   chan struct{}
+	closed chan struct{}
+	once   sync.Once
+}
+
+// ListenSerial returns a listener over the character device at path.
+func ListenSerial(path string) *SerialListener {
+	l := &SerialListener{path: path, free: make(chan struct{}, 1), closed: make(chan struct{})}
+	l.free <- struct{}{}
+	return l
+}
+
+// Accept waits until the previous connection is closed, then reopens the port.
+func (l *SerialListener) Accept() (net.Conn, error) {
+	select {
+	case <-l.closed:
+		return nil, net.ErrClosed
+	case <-l.free:
+	}
+	// A port whose host end is not connected reads EOF at once; do not
+	// spin reopening it.
+	if wait := 100*time.Millisecond - time.Since(l.opened); wait > 0 {
+		time.Sleep(wait)
+	}
+	l.opened = time.Now()
+	f, err := os.OpenFile(l.path, os.O_RDWR, 0)
+	if err != nil {
+		l.free <- struct{}{}
+		return nil, fmt.Errorf("open %s: %w", l.path, err)
+	}
+	return &serialConn{File: f, release: func() { l.free <- struct{}{} }}, nil
+}
+
+// Close stops Accept.
+func (l *SerialListener) Close() error {
+	l.once.Do(func() { close(l.closed) })
+	return nil
+}
+
+// Addr names the port.
+func (l *SerialListener) Addr() net.Addr { return serialAddr(l.path) }
+
+type serialAddr string
+
+func (a serialAddr) Network() string { return "virtio-serial" }
+func (a serialAddr) String() string  { return string(a) }
+
+// serialConn adapts the port's file to net.Conn.
+type serialConn struct {
+	*os.File
+	once    sync.Once
+	release func()
+}
+
+func (c *serialConn) Read(p []byte) (int, error) {
+	n, err := c.File.Read(p)
+	if n == 0 && errors.Is(err, io.EOF) {
+		// The host end disconnected: a virtio port reads EOF until the
+		// host reconnects, so end this connection and reopen later.
+		return 0, io.EOF
+	}
+	return n, err
+}
+
+func (c *serialConn) Close() error {
+	err := c.File.Close()
+	c.once.Do(c.release)
+	return err
+}
+
+func (c *serialConn) LocalAddr() net.Addr  { return serialAddr(c.Name()) }
+func (c *serialConn) RemoteAddr() net.Addr { return serialAddr("host") }

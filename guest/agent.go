@@ -1,0 +1,106 @@
+package guest
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"time"
+
+	"github.com/containerd/ttrpc"
+	runc "github.com/containerd/go-runc"
+	"golang.org/x/sys/unix"
+
+	"github.com/hull-runtime/hull/agentproto"
+)
+
+// Paths inside the guest image.
+const (
+	runcPath    = "/usr/bin/runc"
+	runcRoot    = "/run/runc"
+	bundleDir   = "/run/hull/bundles"
+	moduleList  = "/lib/modules/load"
+	cgroupRoot  = "/sys/fs/cgroup"
+	portTimeout = 10 * time.Second
+)
+
+// Main is PID 1 of the guest. It returns only on a fatal error, after which
+// the caller powers the VM off.
+func Main() error {
+	if err := MountBase(); err != nil {
+		return err
+	}
+	cmdline, err := os.ReadFile("/proc/cmdline")
+	if err != nil {
+		return fmt.Errorf("read kernel command line: %w", err)
+	}
+	boot, err := ParseCmdline(string(cmdline))
+	if err != nil {
+		return err
+	}
+	level := slog.LevelWarn
+	if boot.Debug {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	if err := LoadModules(moduleList); err != nil {
+		return err
+	}
+	if err := LoopbackUp(); err != nil {
+		return err
+	}
+	if boot.ShareTag != "" {
+		if err := MountShare(boot.ShareTag); err != nil {
+			return err
+		}
+	}
+	reaper := NewReaper()
+	// go-runc reports exits through this package-level monitor; PID 1 must
+	// own every wait4, so it is set once, here, before runc runs.
+	runc.Monitor = reaper
+	svc := NewService(Config{
+		Runtime:    &runc.Runc{Command: runcPath, Root: runcRoot},
+		Reaper:     reaper,
+		ShareDir:   ShareDir,
+		BundleDir:  bundleDir,
+		CgroupRoot: cgroupRoot,
+		PowerOff:   PowerOff,
+		Log:        log,
+	})
+	l, err := listen(boot)
+	if err != nil {
+		return err
+	}
+	srv, err := ttrpc.NewServer()
+	if err != nil {
+		return fmt.Errorf("ttrpc server: %w", err)
+	}
+	agentproto.RegisterAgentService(srv, svc)
+	log.Debug("agent serving", "on", l.Addr().String())
+	return srv.Serve(context.Background(), l)
+}
+
+func listen(boot BootConfig) (net.Listener, error) {
+	if boot.VsockPort != 0 {
+		return agentproto.ListenVsock(boot.VsockPort)
+	}
+	deadline := time.Now().Add(portTimeout)
+	for {
+		path, err := agentproto.FindSerialPort("/", boot.PortName)
+		if err == nil {
+			return agentproto.ListenSerial(path), nil
+		}
+		if time.Now().After(deadline) {
+			return nil, err
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// PowerOff syncs and powers the VM off; it does not return.
+func PowerOff() {
+	unix.Sync()
+	_ = unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
+	select {}
+}

@@ -1,0 +1,148 @@
+// Package guest is hull-agent, PID 1 of the sandbox VM: it prepares the
+// guest's file systems, serves the agent protocol to the host, and runs the
+// containers with runc.
+package guest
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// BootConfig is what the host tells the agent on the kernel command line
+// (hull.port=, hull.vsock=, hull.share=, hull.debug).
+type BootConfig struct {
+	PortName  string
+	VsockPort uint32
+	ShareTag  string
+	Debug     bool
+}
+
+// ShareDir is where the sandbox share is mounted in the guest.
+const ShareDir = "/run/hull/shared"
+
+// ParseCmdline reads the hull.* parameters of a kernel command line.
+func ParseCmdline(cmdline string) (BootConfig, error) {
+	cfg := BootConfig{}
+	for _, f := range strings.Fields(cmdline) {
+		k, v, _ := strings.Cut(f, "=")
+		switch k {
+		case "hull.port":
+			cfg.PortName = v
+		case "hull.share":
+			cfg.ShareTag = v
+		case "hull.debug":
+			cfg.Debug = v == "" || v == "1"
+		case "hull.vsock":
+			n, err := strconv.ParseUint(v, 10, 32)
+			if err != nil {
+				return cfg, fmt.Errorf("hull.vsock=%q: %w", v, err)
+			}
+			cfg.VsockPort = uint32(n)
+		}
+	}
+	if cfg.PortName == "" && cfg.VsockPort == 0 {
+		return cfg, errors.New("kernel command line names no agent channel (hull.port= or hull.vsock=)")
+	}
+	return cfg, nil
+}
+
+type mountPoint struct {
+	source, target, fstype string
+	flags                  uintptr
+	data                   string
+}
+
+// cgroupControllers are the v1 hierarchies runc expects.
+var cgroupControllers = []string{"cpu,cpuacct", "cpuset", "memory", "pids", "freezer", "devices", "blkio"}
+
+// MountBase mounts what a Linux userland and runc expect.
+func MountBase() error {
+	const nosuid, nodev, noexec = unix.MS_NOSUID, unix.MS_NODEV, unix.MS_NOEXEC
+	mounts := []mountPoint{
+		{"proc", "/proc", "proc", nosuid | nodev | noexec, ""},
+		{"sysfs", "/sys", "sysfs", nosuid | nodev | noexec, ""},
+		{"devtmpfs", "/dev", "devtmpfs", nosuid, "mode=0755"},
+		{"devpts", "/dev/pts", "devpts", nosuid | noexec, "newinstance,ptmxmode=0666,mode=0620,gid=5"},
+		{"tmpfs", "/dev/shm", "tmpfs", nosuid | nodev, "mode=1777"},
+		{"tmpfs", "/run", "tmpfs", nosuid | nodev, "mode=0755"},
+		{"tmpfs", "/tmp", "tmpfs", nosuid | nodev, "mode=1777"},
+		{"tmpfs", "/sys/fs/cgroup", "tmpfs", nosuid | nodev | noexec, "mode=0755"},
+	}
+	for _, c := range cgroupControllers {
+		mounts = append(mounts, mountPoint{"cgroup", "/sys/fs/cgroup/" + c, "cgroup", nosuid | nodev | noexec, c})
+	}
+	for _, m := range mounts {
+		if err := os.MkdirAll(m.target, 0o755); err != nil {
+			return fmt.Errorf("mkdir %s: %w", m.target, err)
+		}
+		if err := unix.Mount(m.source, m.target, m.fstype, m.flags, m.data); err != nil && !errors.Is(err, unix.EBUSY) {
+			return fmt.Errorf("mount %s on %s: %w", m.fstype, m.target, err)
+		}
+	}
+	// cpu and cpuacct share a hierarchy; runc also looks for each by name.
+	for _, l := range []string{"cpu", "cpuacct"} {
+		_ = os.Symlink("cpu,cpuacct", "/sys/fs/cgroup/"+l)
+	}
+	if err := os.Symlink("/proc/self/fd", "/dev/fd"); err != nil && !errors.Is(err, os.ErrExist) {
+		return fmt.Errorf("link /dev/fd: %w", err)
+	}
+	_ = os.Symlink("pts/ptmx", "/dev/ptmx")
+	return nil
+}
+
+// MountShare mounts the sandbox's virtio-9p share at ShareDir.
+func MountShare(tag string) error {
+	if err := os.MkdirAll(ShareDir, 0o755); err != nil {
+		return fmt.Errorf("mount share: %w", err)
+	}
+	opts := "trans=virtio,version=9p2000.L,cache=mmap,msize=512000"
+	if err := unix.Mount(tag, ShareDir, "9p", unix.MS_NODEV, opts); err != nil {
+		return fmt.Errorf("mount 9p share %q on %s: %w", tag, ShareDir, err)
+	}
+	return nil
+}
+
+// LoadModules loads, in order, the kernel modules listed one path a line in
+// list (written by the initrd recipe in dependency order). A missing list
+// means a kernel with everything built in.
+func LoadModules(list string) error {
+	f, err := os.Open(list)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("load modules: %w", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		path := strings.TrimSpace(sc.Text())
+		if path == "" || strings.HasPrefix(path, "#") {
+			continue
+		}
+		if err := loadModule(filepath.Clean(path)); err != nil {
+			return err
+		}
+	}
+	return sc.Err()
+}
+
+func loadModule(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("load module %s: %w", path, err)
+	}
+	defer f.Close()
+	if err := unix.FinitModule(int(f.Fd()), "", 0); err != nil && !errors.Is(err, unix.EEXIST) {
+		return fmt.Errorf("load module %s: %w", path, err)
+	}
+	return nil
+}
+

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Builds the guest initrd: the static hull-agent as /init, runc and the
+# libraries it links, and (for a modular distro kernel) the kernel modules
+# the agent loads, listed in dependency order in /lib/modules/load.
+# Timestamps and ordering are fixed so the same inputs give the same bytes.
+#
+# usage: build-initrd.sh AGENT OUT [MODROOT KVER]
+set -euo pipefail
+agent=${1:?usage: build-initrd.sh AGENT OUT [MODROOT KVER]}
+out=${2:?usage: build-initrd.sh AGENT OUT [MODROOT KVER]}
+modroot=${3:-}
+kver=${4:-}
+runc=$(command -v runc || true)
+[ -n "$runc" ] || { echo "build-initrd: runc not found (apt-get install runc)" >&2; exit 1; }
+
+stage=$(mktemp -d)
+trap 'rm -rf "$stage"' EXIT
+mkdir -p "$stage"/{proc,sys,dev,run,tmp,etc,usr/bin,lib/modules}
+install -m 0755 "$agent" "$stage/init"
+install -m 0755 "$runc" "$stage/usr/bin/runc"
+# runc is dynamically linked (libseccomp): copy the loader and each library.
+ldd "$runc" | awk '/=>/ {print $3} /^\t\// {print $1}' | while read -r lib; do
+  [ -f "$lib" ] || continue
+  mkdir -p "$stage$(dirname "$lib")"
+  cp -L "$lib" "$stage$lib"
+done
+if [ -d /lib64 ] && [ ! -e "$stage/lib64" ]; then ln -s lib "$stage/lib64"; fi
+echo "root:x:0:0:root:/:/bin/sh" > "$stage/etc/passwd"
+echo "root:x:0:" > "$stage/etc/group"
+
+if [ -n "$modroot" ]; then
+  # Modules the agent needs, in the order modprobe would load them.
+  mods="virtio_pci virtio_mmio virtio_console virtio_rng 9pnet_virtio 9p virtio_net vmw_vsock_virtio_transport overlay fuse virtiofs"
+  : > "$stage/lib/modules/load"
+  for m in $mods; do
+    modprobe -d "$modroot" -S "$kver" --show-depends "$m" | awk '$1 == "insmod" {print $2}'
+  done | awk '!seen[$0]++' | while read -r ko; do
+    dest=/lib/modules/$(basename "$ko")
+    case "$ko" in
+      *.xz) xz -dc "$ko" > "$stage${dest%.xz}"; dest=${dest%.xz} ;;
+      *.zst) zstd -qdc "$ko" > "$stage${dest%.zst}"; dest=${dest%.zst} ;;
+      *) cp "$ko" "$stage$dest" ;;
+    esac
+    echo "$dest" >> "$stage/lib/modules/load"
+  done
+fi
+
+find "$stage" -exec touch -h -d @0 {} +
+mkdir -p "$(dirname "$out")"
+(cd "$stage" && find . -mindepth 1 | LC_ALL=C sort | cpio --quiet -o -H newc --reproducible -R 0:0) | gzip -n -1 > "$out.tmp"
+mv "$out.tmp" "$out"
+echo "build-initrd: $out ($(du -h "$out" | cut -f1))"

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Builds hull's tuned guest kernel from Debian's linux-source-6.1:
+# tinyconfig + kernel.config. The result is cached by the hash of the config
+# and the source package version, so a rebuild with nothing changed is a copy.
+#
+# usage: build-kernel.sh OUT_BZIMAGE
+set -euo pipefail
+out=${1:?usage: build-kernel.sh OUT_BZIMAGE}
+here=$(cd "$(dirname "$0")" && pwd)
+cache=${HULL_CACHE:-/var/cache/hull}
+tarball=/usr/src/linux-source-6.1.tar.xz
+[ -f "$tarball" ] || { echo "build-kernel: $tarball missing (apt-get install linux-source-6.1)" >&2; exit 1; }
+
+srcver=$(dpkg-query -W -f='${Version}' linux-source-6.1)
+key=$( (cat "$here/kernel.config"; echo "$srcver") | sha256sum | cut -c1-16)
+cached=$cache/kernel-$key/bzImage
+if [ -f "$cached" ]; then
+  install -D -m 0644 "$cached" "$out"
+  echo "build-kernel: cached $cached"
+  exit 0
+fi
+
+work=$cache/kernel-src
+if [ ! -f "$work/.unpacked-$srcver" ]; then
+  rm -rf "$work"; mkdir -p "$work"
+  tar -C "$work" --strip-components=1 -xf "$tarball"
+  touch "$work/.unpacked-$srcver"
+fi
+cd "$work"
+make -s tinyconfig
+scripts/kconfig/merge_config.sh -m .config "$here/kernel.config" >/dev/null
+make -s olddefconfig
+# Fail when a requested option did not survive dependency resolution.
+missing=0
+while IFS= read -r line; do
+  case "$line" in
+    CONFIG_*=*) grep -qx "$line" .config || { echo "build-kernel: $line did not stick" >&2; missing=1; } ;;
+    "# CONFIG_"*" is not set") grep -qx "$line" .config || grep -q "^${line#\# }" .config && true ;;
+  esac
+done < "$here/kernel.config"
+[ "$missing" = 0 ] || exit 1
+make -s -j"$(nproc)" bzImage
+mkdir -p "$(dirname "$cached")"
+cp .config "$(dirname "$cached")/config"
+cp arch/x86/boot/bzImage "$cached.tmp" && mv "$cached.tmp" "$cached"
+install -D -m 0644 "$cached" "$out"
+echo "build-kernel: built $cached"

@@ -1,0 +1,542 @@
+package guest
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	runc "github.com/containerd/go-runc"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/hull-runtime/hull/agentproto"
+)
+
+// Version is the agent's version, set by the build.
+var Version = "dev"
+
+// Runtime is the part of runc the agent uses; *runc.Runc is the real one.
+type Runtime interface {
+	Create(ctx context.Context, id, bundle string, opts *runc.CreateOpts) error
+	Start(ctx context.Context, id string) error
+	Exec(ctx context.Context, id string, spec specs.Process, opts *runc.ExecOpts) error
+	Kill(ctx context.Context, id string, sig int, opts *runc.KillOpts) error
+	Delete(ctx context.Context, id string, opts *runc.DeleteOpts) error
+	Pause(ctx context.Context, id string) error
+	Resume(ctx context.Context, id string) error
+	Update(ctx context.Context, id string, resources *specs.LinuxResources) error
+	Ps(ctx context.Context, id string) ([]int, error)
+}
+
+// Config is what a Service needs from its surroundings.
+type Config struct {
+	Runtime Runtime
+	Reaper  *Reaper
+	// ShareDir is where the sandbox share is mounted.
+	ShareDir string
+	// BundleDir holds one bundle directory per container.
+	BundleDir string
+	// CgroupRoot is the v1 cgroup mount (for stats).
+	CgroupRoot string
+	// PowerOff ends the VM; called after DestroySandbox has answered.
+	PowerOff func()
+	Log      *slog.Logger
+}
+
+// Service implements agentproto.AgentService.
+type Service struct {
+	cfg Config
+
+	mu         sync.Mutex
+	containers map[string]*container
+}
+
+type container struct {
+	id     string
+	bundle string
+	init   *process
+	execs  map[string]*process
+}
+
+var _ agentproto.AgentService = (*Service)(nil)
+
+// NewService returns an agent service running containers through cfg.Runtime.
+func NewService(cfg Config) *Service {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	return &Service{cfg: cfg, containers: map[string]*container{}}
+}
+
+func errNotFound(what string) error { return status.Errorf(codes.NotFound, "%s does not exist", what) }
+
+// Health answers once the agent serves.
+func (s *Service) Health(context.Context, *agentproto.HealthRequest) (*agentproto.HealthResponse, error) {
+	return &agentproto.HealthResponse{Version: Version}, nil
+}
+
+// GuestDetails reports the guest kernel and size.
+func (s *Service) GuestDetails(context.Context, *agentproto.GuestDetailsRequest) (*agentproto.GuestDetailsResponse, error) {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return nil, status.Errorf(codes.Internal, "uname: %v", err)
+	}
+	var si unix.Sysinfo_t
+	_ = unix.Sysinfo(&si)
+	return &agentproto.GuestDetailsResponse{
+		KernelRelease: unix.ByteSliceToString(u.Release[:]),
+		AgentVersion:  Version,
+		Cpus:          uint32(runtime.NumCPU()),
+		MemoryBytes:   uint64(si.Totalram) * uint64(si.Unit),
+	}, nil
+}
+
+// CreateContainer writes the guest bundle and runs `runc create`.
+func (s *Service) CreateContainer(ctx context.Context, req *agentproto.CreateContainerRequest) (*agentproto.Empty, error) {
+	if err := validID(req.ContainerId); err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	var spec specs.Spec
+	if err := json.Unmarshal(req.Spec, &spec); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "container %s: spec: %v", req.ContainerId, err)
+	}
+	if err := toGuestSpec(&spec, req.ContainerId, s.cfg.ShareDir); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "container %s: %v", req.ContainerId, err)
+	}
+	s.mu.Lock()
+	if _, ok := s.containers[req.ContainerId]; ok {
+		s.mu.Unlock()
+		return nil, status.Errorf(codes.AlreadyExists, "container %s already exists", req.ContainerId)
+	}
+	c := &container{id: req.ContainerId, bundle: filepath.Join(s.cfg.BundleDir, req.ContainerId), execs: map[string]*process{}}
+	s.containers[c.id] = c // reserve the ID
+	s.mu.Unlock()
+
+	p, err := s.create(ctx, c, &spec, req.Stdin)
+	if err != nil {
+		s.mu.Lock()
+		delete(s.containers, c.id)
+		s.mu.Unlock()
+		_ = os.RemoveAll(c.bundle)
+		return nil, status.Errorf(codes.Unknown, "create container %s: %v", c.id, err)
+	}
+	s.mu.Lock()
+	c.init = p
+	s.mu.Unlock()
+	return &agentproto.Empty{}, nil
+}
+
+func (s *Service) create(ctx context.Context, c *container, spec *specs.Spec, stdin bool) (*process, error) {
+	if err := os.MkdirAll(c.bundle, 0o700); err != nil {
+		return nil, err
+	}
+	b, err := json.Marshal(spec)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(c.bundle, "config.json"), b, 0o600); err != nil {
+		return nil, err
+	}
+	sio, err := newStdio(spec.Process.Terminal, stdin)
+	if err != nil {
+		return nil, err
+	}
+	pidFile := filepath.Join(c.bundle, "init.pid")
+	opts := &runc.CreateOpts{PidFile: pidFile, IO: sio.io}
+	if sio.socket != nil {
+		opts.ConsoleSocket = sio.socket
+	}
+	if err := s.cfg.Runtime.Create(ctx, c.id, c.bundle, opts); err != nil {
+		sio.close()
+		return nil, runcError(err, c.bundle)
+	}
+	p, err := s.track(pidFile, sio)
+	if err != nil {
+		_ = s.cfg.Runtime.Delete(context.Background(), c.id, &runc.DeleteOpts{Force: true})
+		return nil, err
+	}
+	return p, nil
+}
+
+// track reads the PID runc wrote, attaches the streams and starts waiting
+// for the exit.
+func (s *Service) track(pidFile string, sio *stdio) (*process, error) {
+	pid, err := runc.ReadPidFile(pidFile)
+	if err != nil {
+		sio.close()
+		return nil, fmt.Errorf("read pid file: %w", err)
+	}
+	p := &process{pid: pid, exited: make(chan struct{})}
+	exit := s.cfg.Reaper.Subscribe(pid)
+	if err := sio.attach(p); err != nil {
+		sio.close()
+		return nil, fmt.Errorf("attach stdio: %w", err)
+	}
+	go func() {
+		e := <-exit
+		p.status = e.Status
+		close(p.exited)
+		s.cfg.Log.Debug("process exited", "pid", pid, "status", e.Status)
+	}()
+	return p, nil
+}
+
+// runcError adds runc's own last error line (from its log) to err.
+func runcError(err error, bundle string) error {
+	b, rerr := os.ReadFile(filepath.Join(bundle, "log.json"))
+	if rerr != nil {
+		return err
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		var l struct{ Level, Msg string }
+		if json.Unmarshal([]byte(lines[i]), &l) == nil && l.Level == "error" {
+			return fmt.Errorf("%s", l.Msg)
+		}
+	}
+	return err
+}
+
+func (s *Service) container(id string) (*container, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.containers[id]
+	if !ok || c.init == nil {
+		return nil, errNotFound("container " + id)
+	}
+	return c, nil
+}
+
+func (s *Service) process(cid, eid string) (*container, *process, error) {
+	c, err := s.container(cid)
+	if err != nil {
+		return nil, nil, err
+	}
+	if eid == "" {
+		return c, c.init, nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, ok := c.execs[eid]
+	if !ok {
+		return nil, nil, errNotFound("process " + eid + " of container " + cid)
+	}
+	return c, p, nil
+}
+
+// StartContainer runs `runc start`.
+func (s *Service) StartContainer(ctx context.Context, req *agentproto.ContainerRequest) (*agentproto.Empty, error) {
+	c, err := s.container(req.ContainerId)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.cfg.Runtime.Start(ctx, c.id); err != nil {
+		return nil, status.Errorf(codes.FailedPrecondition, "start container %s: %v", c.id, runcError(err, c.bundle))
+	}
+	return &agentproto.Empty{}, nil
+}
+
+// RemoveContainer deletes the container from runc and forgets it.
+func (s *Service) RemoveContainer(ctx context.Context, req *agentproto.RemoveContainerRequest) (*agentproto.Empty, error) {
+	c, err := s.container(req.ContainerId)
+	if err != nil {
+		return nil, err
+	}
+	if !req.Force {
+		select {
+		case <-c.init.exited:
+		default:
+			return nil, status.Errorf(codes.FailedPrecondition, "container %s is still running", c.id)
+		}
+	}
+	if err := s.cfg.Runtime.Delete(ctx, c.id, &runc.DeleteOpts{Force: req.Force}); err != nil {
+		return nil, status.Errorf(codes.Unknown, "remove container %s: %v", c.id, runcError(err, c.bundle))
+	}
+	s.mu.Lock()
+	delete(s.containers, c.id)
+	s.mu.Unlock()
+	c.init.release()
+	for _, p := range c.execs {
+		p.release()
+	}
+	_ = os.RemoveAll(c.bundle)
+	return &agentproto.Empty{}, nil
+}
+
+// PauseContainer freezes the container.
+func (s *Service) PauseContainer(ctx context.Context, req *agentproto.ContainerRequest) (*agentproto.Empty, error) {
+	return s.runcOp(ctx, req.ContainerId, "pause", s.cfg.Runtime.Pause)
+}
+
+// ResumeContainer thaws the container.
+func (s *Service) ResumeContainer(ctx context.Context, req *agentproto.ContainerRequest) (*agentproto.Empty, error) {
+	return s.runcOp(ctx, req.ContainerId, "resume", s.cfg.Runtime.Resume)
+}
+
+func (s *Service) runcOp(ctx context.Context, id, name string, op func(context.Context, string) error) (*agentproto.Empty, error) {
+	c, err := s.container(id)
+	if err != nil {
+		return nil, err
+	}
+	if err := op(ctx, c.id); err != nil {
+		return nil, status.Errorf(codes.FailedPrecondition, "%s container %s: %v", name, c.id, runcError(err, c.bundle))
+	}
+	return &agentproto.Empty{}, nil
+}
+
+// UpdateContainer changes the container's cgroup limits.
+func (s *Service) UpdateContainer(ctx context.Context, req *agentproto.UpdateContainerRequest) (*agentproto.Empty, error) {
+	c, err := s.container(req.ContainerId)
+	if err != nil {
+		return nil, err
+	}
+	var r specs.LinuxResources
+	if err := json.Unmarshal(req.Resources, &r); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "update container %s: resources: %v", c.id, err)
+	}
+	if err := s.cfg.Runtime.Update(ctx, c.id, &r); err != nil {
+		return nil, status.Errorf(codes.Unknown, "update container %s: %v", c.id, runcError(err, c.bundle))
+	}
+	return &agentproto.Empty{}, nil
+}
+
+// StatsContainer reads the container's cgroup counters.
+func (s *Service) StatsContainer(_ context.Context, req *agentproto.ContainerRequest) (*agentproto.StatsContainerResponse, error) {
+	c, err := s.container(req.ContainerId)
+	if err != nil {
+		return nil, err
+	}
+	rd := func(ctrl, file string) uint64 {
+		b, err := os.ReadFile(filepath.Join(s.cfg.CgroupRoot, ctrl, "hull", c.id, file))
+		if err != nil {
+			return 0
+		}
+		n, _ := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+		return n
+	}
+	return &agentproto.StatsContainerResponse{
+		MemoryUsageBytes: rd("memory", "memory.usage_in_bytes"),
+		MemoryLimitBytes: rd("memory", "memory.limit_in_bytes"),
+		CpuUsageNs:       rd("cpu,cpuacct", "cpuacct.usage"),
+		PidsCurrent:      rd("pids", "pids.current"),
+	}, nil
+}
+
+// ListProcesses lists the guest PIDs of the container.
+func (s *Service) ListProcesses(ctx context.Context, req *agentproto.ContainerRequest) (*agentproto.ListProcessesResponse, error) {
+	c, err := s.container(req.ContainerId)
+	if err != nil {
+		return nil, err
+	}
+	pids, err := s.cfg.Runtime.Ps(ctx, c.id)
+	if err != nil {
+		return nil, status.Errorf(codes.Unknown, "ps %s: %v", c.id, runcError(err, c.bundle))
+	}
+	out := make([]int32, len(pids))
+	for i, p := range pids {
+		out[i] = int32(p)
+	}
+	return &agentproto.ListProcessesResponse{Pids: out}, nil
+}
+
+// ExecProcess runs an extra process in a running container.
+func (s *Service) ExecProcess(ctx context.Context, req *agentproto.ExecProcessRequest) (*agentproto.Empty, error) {
+	if err := validID(req.ExecId); err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	c, err := s.container(req.ContainerId)
+	if err != nil {
+		return nil, err
+	}
+	var proc specs.Process
+	if err := json.Unmarshal(req.Process, &proc); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "exec in %s: process: %v", c.id, err)
+	}
+	proc.ApparmorProfile, proc.SelinuxLabel = "", ""
+	s.mu.Lock()
+	if _, ok := c.execs[req.ExecId]; ok {
+		s.mu.Unlock()
+		return nil, status.Errorf(codes.AlreadyExists, "exec %s already exists in %s", req.ExecId, c.id)
+	}
+	c.execs[req.ExecId] = nil // reserve
+	s.mu.Unlock()
+	p, err := s.exec(ctx, c, req.ExecId, proc, req.Stdin)
+	s.mu.Lock()
+	if err != nil {
+		delete(c.execs, req.ExecId)
+	} else {
+		c.execs[req.ExecId] = p
+	}
+	s.mu.Unlock()
+	if err != nil {
+		return nil, status.Errorf(codes.Unknown, "exec in %s: %v", c.id, err)
+	}
+	return &agentproto.Empty{}, nil
+}
+
+func (s *Service) exec(ctx context.Context, c *container, eid string, proc specs.Process, stdin bool) (*process, error) {
+	sio, err := newStdio(proc.Terminal, stdin)
+	if err != nil {
+		return nil, err
+	}
+	pidFile := filepath.Join(c.bundle, "exec-"+eid+".pid")
+	opts := &runc.ExecOpts{PidFile: pidFile, IO: sio.io, Detach: true}
+	if sio.socket != nil {
+		opts.ConsoleSocket = sio.socket
+	}
+	if err := s.cfg.Runtime.Exec(ctx, c.id, proc, opts); err != nil {
+		sio.close()
+		return nil, runcError(err, c.bundle)
+	}
+	defer os.Remove(pidFile)
+	return s.track(pidFile, sio)
+}
+
+// SignalProcess delivers a signal to a process, or with all to every
+// process of the container.
+func (s *Service) SignalProcess(ctx context.Context, req *agentproto.SignalProcessRequest) (*agentproto.Empty, error) {
+	c, p, err := s.process(req.ContainerId, req.ExecId)
+	if err != nil {
+		return nil, err
+	}
+	if p == nil {
+		return nil, status.Errorf(codes.NotFound, "process %s is starting", req.ExecId)
+	}
+	select {
+	case <-p.exited:
+		if !req.All {
+			return nil, status.Errorf(codes.NotFound, "process %d has exited: no such process", p.pid)
+		}
+	default:
+	}
+	if req.ExecId == "" {
+		if err := s.cfg.Runtime.Kill(ctx, c.id, int(req.Signal), &runc.KillOpts{All: req.All}); err != nil {
+			return nil, status.Errorf(codes.NotFound, "signal %s: %v", c.id, runcError(err, c.bundle))
+		}
+		return &agentproto.Empty{}, nil
+	}
+	if err := unix.Kill(p.pid, unix.Signal(req.Signal)); err != nil {
+		return nil, status.Errorf(codes.NotFound, "signal process %d: %v", p.pid, err)
+	}
+	return &agentproto.Empty{}, nil
+}
+
+// WaitProcess blocks until the process has exited.
+func (s *Service) WaitProcess(ctx context.Context, req *agentproto.ProcessRequest) (*agentproto.WaitProcessResponse, error) {
+	_, p, err := s.process(req.ContainerId, req.ExecId)
+	if err != nil {
+		return nil, err
+	}
+	if p == nil {
+		return nil, status.Errorf(codes.NotFound, "process %s is starting", req.ExecId)
+	}
+	select {
+	case <-p.exited:
+		return &agentproto.WaitProcessResponse{Status: int32(p.status)}, nil
+	case <-ctx.Done():
+		return nil, status.FromContextError(ctx.Err()).Err()
+	}
+}
+
+func (s *Service) liveProcess(cid, eid string) (*process, error) {
+	_, p, err := s.process(cid, eid)
+	if err != nil {
+		return nil, err
+	}
+	if p == nil {
+		return nil, status.Errorf(codes.NotFound, "process %s is starting", eid)
+	}
+	return p, nil
+}
+
+// WriteStdin writes to the process's stdin.
+func (s *Service) WriteStdin(_ context.Context, req *agentproto.WriteStdinRequest) (*agentproto.WriteStdinResponse, error) {
+	p, err := s.liveProcess(req.ContainerId, req.ExecId)
+	if err != nil {
+		return nil, err
+	}
+	if p.stdin == nil {
+		return nil, status.Errorf(codes.FailedPrecondition, "process has no stdin")
+	}
+	p.stdinMu.Lock()
+	defer p.stdinMu.Unlock()
+	n, err := p.stdin.Write(req.Data)
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "write stdin: %v", err)
+	}
+	return &agentproto.WriteStdinResponse{Len: uint32(n)}, nil
+}
+
+// CloseStdin closes the process's stdin (a no-op for a terminal).
+func (s *Service) CloseStdin(_ context.Context, req *agentproto.ProcessRequest) (*agentproto.Empty, error) {
+	p, err := s.liveProcess(req.ContainerId, req.ExecId)
+	if err != nil {
+		return nil, err
+	}
+	if p.stdin != nil && p.console == nil {
+		p.stdinMu.Lock()
+		p.stdin.Close()
+		p.stdinMu.Unlock()
+	}
+	return &agentproto.Empty{}, nil
+}
+
+// ReadStdout returns the next chunk of stdout (or the terminal's output).
+func (s *Service) ReadStdout(_ context.Context, req *agentproto.ReadStreamRequest) (*agentproto.ReadStreamResponse, error) {
+	p, err := s.liveProcess(req.ContainerId, req.ExecId)
+	if err != nil {
+		return nil, err
+	}
+	return readResponse(read(&p.readMu, p.stdout, req.Max))
+}
+
+// ReadStderr returns the next chunk of stderr.
+func (s *Service) ReadStderr(_ context.Context, req *agentproto.ReadStreamRequest) (*agentproto.ReadStreamResponse, error) {
+	p, err := s.liveProcess(req.ContainerId, req.ExecId)
+	if err != nil {
+		return nil, err
+	}
+	return readResponse(read(&p.errMu, p.stderr, req.Max))
+}
+
+func readResponse(data []byte, eof bool, err error) (*agentproto.ReadStreamResponse, error) {
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "read: %v", err)
+	}
+	return &agentproto.ReadStreamResponse{Data: data, Eof: eof}, nil
+}
+
+// ResizeTty sets the terminal's window size.
+func (s *Service) ResizeTty(_ context.Context, req *agentproto.ResizeTtyRequest) (*agentproto.Empty, error) {
+	p, err := s.liveProcess(req.ContainerId, req.ExecId)
+	if err != nil {
+		return nil, err
+	}
+	if p.console == nil {
+		return nil, status.Errorf(codes.FailedPrecondition, "process has no terminal")
+	}
+	if err := p.console.Resize(consoleSize(req.Rows, req.Cols)); err != nil {
+		return nil, status.Errorf(codes.Unknown, "resize: %v", err)
+	}
+	return &agentproto.Empty{}, nil
+}
+
+// DestroySandbox answers, then syncs and powers the VM off.
+func (s *Service) DestroySandbox(context.Context, *agentproto.DestroySandboxRequest) (*agentproto.Empty, error) {
+	if s.cfg.PowerOff != nil {
+		// Give the reply time to leave before the VM goes away.
+		time.AfterFunc(20*time.Millisecond, s.cfg.PowerOff)
+	}
+	return &agentproto.Empty{}, nil
+}
+

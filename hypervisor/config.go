@@ -1,0 +1,199 @@
+// Package hypervisor starts and steers the QEMU process of one sandbox: it
+// builds QEMU's command line from typed device descriptions, drives QEMU over
+// QMP, and probes whether KVM is worth using. It knows nothing of containers.
+package hypervisor
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// Config describes one VM. Every path is on the host.
+type Config struct {
+	// Path is the QEMU binary.
+	Path string
+	// Machine is QEMU's machine type ("q35", "microvm").
+	Machine string
+	// Accel is "kvm" or "tcg"; resolve "auto" with ResolveAccel first.
+	Accel string
+	// CPUModel is passed to -cpu ("max", "host").
+	CPUModel  string
+	VCPUs     int
+	MemoryMiB int
+
+	Kernel       string
+	Initrd       string
+	KernelParams []string
+
+	// QMPSocket is where QEMU listens for QMP.
+	QMPSocket string
+	// ConsoleLog receives the guest's serial console.
+	ConsoleLog string
+
+	Agent AgentDevice
+	// Share, when set, exports a host directory over virtio-9p.
+	Share *ShareDevice
+	// NICs are virtio-net devices on already-open tap devices.
+	NICs []NIC
+}
+
+// AgentDevice is the host end of the agent channel.
+type AgentDevice struct {
+	// Transport is "virtio-serial" or "vsock".
+	Transport string
+	// SocketPath is the unix socket QEMU serves the virtio-serial port on.
+	SocketPath string
+	// PortName is the virtio-serial port's name, as the guest sees it.
+	PortName string
+	// GuestCID is the guest's vsock context ID.
+	GuestCID uint32
+}
+
+// ShareDevice is a directory exported to the guest over virtio-9p.
+type ShareDevice struct {
+	Path string
+	Tag  string
+}
+
+// NIC is a virtio-net device backed by a tap file descriptor that QEMU
+// inherits.
+type NIC struct {
+	Tap *os.File
+	MAC string
+}
+
+// Transports the agent can use.
+const (
+	TransportSerial = "virtio-serial"
+	TransportVsock  = "vsock"
+)
+
+// agentPortID is the QEMU device id of the agent's virtio-serial port; QMP
+// reports VSERPORT_CHANGE events under it.
+const agentPortID = "agent-port"
+
+// Validate reports the first setting QEMU could not start with.
+func (c *Config) Validate() error {
+	switch {
+	case c.Path == "":
+		return fmt.Errorf("hypervisor path is empty")
+	case c.Kernel == "":
+		return fmt.Errorf("guest kernel path is empty")
+	case c.VCPUs < 1:
+		return fmt.Errorf("vcpus must be at least 1, got %d", c.VCPUs)
+	case c.MemoryMiB < 64:
+		return fmt.Errorf("memory must be at least 64 MiB, got %d", c.MemoryMiB)
+	case c.QMPSocket == "":
+		return fmt.Errorf("qmp socket path is empty")
+	case c.Accel != "kvm" && c.Accel != "tcg":
+		return fmt.Errorf("accel %q: want kvm or tcg", c.Accel)
+	}
+	switch c.Agent.Transport {
+	case TransportSerial:
+		if c.Agent.SocketPath == "" || c.Agent.PortName == "" {
+			return fmt.Errorf("virtio-serial agent needs a socket path and a port name")
+		}
+	case TransportVsock:
+		if c.Agent.GuestCID < 3 {
+			return fmt.Errorf("vsock guest cid %d: must be 3 or more", c.Agent.GuestCID)
+		}
+	default:
+		return fmt.Errorf("agent transport %q: want %s or %s", c.Agent.Transport, TransportSerial, TransportVsock)
+	}
+	return nil
+}
+
+// device is one QEMU option and its value, kept typed until rendered.
+type device struct {
+	flag  string
+	props []prop
+}
+
+type prop struct{ key, value string }
+
+func (d device) render() []string {
+	parts := make([]string, 0, len(d.props))
+	for _, p := range d.props {
+		if p.key == "" {
+			parts = append(parts, p.value)
+			continue
+		}
+		parts = append(parts, p.key+"="+qemuEscape(p.value))
+	}
+	return []string{d.flag, strings.Join(parts, ",")}
+}
+
+// qemuEscape doubles commas, QEMU's escape inside option values.
+func qemuEscape(s string) string { return strings.ReplaceAll(s, ",", ",,") }
+
+func p(key, value string) prop { return prop{key, value} }
+
+// Args renders QEMU's command line (without the binary). The tap files of
+// NICs are expected as fds 3, 4, … in the child, in order.
+func (c *Config) Args() []string {
+	devs := []device{
+		{"-name", []prop{p("", "hull"), p("debug-threads", "on")}},
+		{"-machine", c.machine()},
+		{"-cpu", []prop{p("", c.CPUModel)}},
+		{"-smp", []prop{p("", strconv.Itoa(c.VCPUs))}},
+		{"-m", []prop{p("", strconv.Itoa(c.MemoryMiB)+"M")}},
+		{"-qmp", []prop{p("", "unix:"+c.QMPSocket), p("server", "on"), p("wait", "off")}},
+		{"-chardev", []prop{p("", "file"), p("id", "console0"), p("path", c.ConsoleLog)}},
+		{"-serial", []prop{p("", "chardev:console0")}},
+		{"-kernel", []prop{p("", c.Kernel)}},
+	}
+	if c.Initrd != "" {
+		devs = append(devs, device{"-initrd", []prop{p("", c.Initrd)}})
+	}
+	devs = append(devs,
+		device{"-object", []prop{p("", "rng-random"), p("id", "rng0"), p("filename", "/dev/urandom")}},
+		device{"-device", []prop{p("", c.bus("virtio-rng")), p("rng", "rng0")}},
+	)
+	switch c.Agent.Transport {
+	case TransportSerial:
+		devs = append(devs,
+			device{"-device", []prop{p("", c.bus("virtio-serial")), p("id", "vser0")}},
+			device{"-chardev", []prop{p("", "socket"), p("id", "agent0"), p("path", c.Agent.SocketPath), p("server", "on"), p("wait", "off")}},
+			device{"-device", []prop{p("", "virtserialport"), p("bus", "vser0.0"), p("chardev", "agent0"), p("name", c.Agent.PortName), p("id", agentPortID)}},
+		)
+	case TransportVsock:
+		devs = append(devs, device{"-device", []prop{p("", c.bus("vhost-vsock")), p("guest-cid", strconv.FormatUint(uint64(c.Agent.GuestCID), 10))}})
+	}
+	if c.Share != nil {
+		devs = append(devs,
+			device{"-fsdev", []prop{p("", "local"), p("id", "share0"), p("path", c.Share.Path), p("security_model", "none"), p("multidevs", "remap")}},
+			device{"-device", []prop{p("", c.bus("virtio-9p")), p("fsdev", "share0"), p("mount_tag", c.Share.Tag)}},
+		)
+	}
+	for i, nic := range c.NICs {
+		id := "net" + strconv.Itoa(i)
+		devs = append(devs,
+			device{"-netdev", []prop{p("", "tap"), p("id", id), p("fd", strconv.Itoa(3+i)), p("vhost", "off")}},
+			device{"-device", []prop{p("", c.bus("virtio-net")), p("netdev", id), p("mac", nic.MAC)}},
+		)
+	}
+	args := []string{"-nodefaults", "-no-user-config", "-nographic", "-no-reboot"}
+	for _, d := range devs {
+		args = append(args, d.render()...)
+	}
+	return append(args, "-append", strings.Join(c.KernelParams, " "))
+}
+
+func (c *Config) machine() []prop {
+	props := []prop{p("", c.Machine), p("accel", c.Accel)}
+	if c.Machine == "microvm" {
+		// Under TCG, microvm without the PIT hangs in TSC calibration.
+		props = append(props, p("pit", "on"), p("pic", "off"), p("rtc", "on"), p("isa-serial", "on"))
+	}
+	return props
+}
+
+// bus picks the transport flavour of a virtio device for the machine type.
+func (c *Config) bus(kind string) string {
+	if c.Machine == "microvm" {
+		return kind + "-device"
+	}
+	return kind + "-pci"
+}

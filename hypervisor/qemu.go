@@ -1,0 +1,338 @@
+package hypervisor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/digitalocean/go-qemu/qmp"
+)
+
+// ErrExited means QEMU is no longer running.
+var ErrExited = errors.New("qemu exited")
+
+// Timeouts bound every wait on QEMU and the guest.
+type Timeouts struct {
+	// QMP is how long QEMU may take to open its QMP socket.
+	QMP time.Duration
+	// Powerdown is how long the guest may take to power off on its own
+	// after system_powerdown before QEMU is told to quit.
+	Powerdown time.Duration
+	// Quit is how long QEMU may take to exit after quit before SIGKILL.
+	Quit time.Duration
+}
+
+// DefaultTimeouts are generous enough for TCG on a loaded machine.
+var DefaultTimeouts = Timeouts{QMP: 10 * time.Second, Powerdown: 2 * time.Second, Quit: 3 * time.Second}
+
+// QEMU is one running QEMU process and its QMP connection.
+type QEMU struct {
+	cfg      Config
+	timeouts Timeouts
+	log      *slog.Logger
+
+	cmd     *exec.Cmd
+	mon     *qmp.SocketMonitor
+	monMu   sync.Mutex
+	done    chan struct{}
+	waitErr error
+
+	portMu   sync.Mutex
+	portOpen bool
+	portCh   chan struct{}
+}
+
+// Option changes how a QEMU is started.
+type Option func(*QEMU)
+
+// WithLogger sets the logger for debug messages.
+func WithLogger(l *slog.Logger) Option { return func(q *QEMU) { q.log = l } }
+
+// WithTimeouts overrides DefaultTimeouts.
+func WithTimeouts(t Timeouts) Option { return func(q *QEMU) { q.timeouts = t } }
+
+// New prepares a QEMU for cfg; nothing runs until Start.
+func New(cfg Config, opts ...Option) *QEMU {
+	q := &QEMU{cfg: cfg, timeouts: DefaultTimeouts, log: slog.New(slog.DiscardHandler),
+		done: make(chan struct{}), portCh: make(chan struct{})}
+	for _, o := range opts {
+		o(q)
+	}
+	return q
+}
+
+// Start spawns QEMU and returns once it answers on QMP with a running VM.
+// On error nothing of it is left running.
+func (q *QEMU) Start(ctx context.Context) error {
+	if err := q.cfg.Validate(); err != nil {
+		return fmt.Errorf("start qemu: %w", err)
+	}
+	// Stale sockets from a crashed predecessor would make QEMU fail.
+	for _, s := range []string{q.cfg.QMPSocket, q.cfg.Agent.SocketPath} {
+		if s != "" {
+			_ = os.Remove(s)
+		}
+	}
+	cmd := exec.Command(q.cfg.Path, q.cfg.Args()...)
+	for _, nic := range q.cfg.NICs {
+		cmd.ExtraFiles = append(cmd.ExtraFiles, nic.Tap)
+	}
+	stderr, err := os.OpenFile(q.cfg.ConsoleLog+".stderr", os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("start qemu: %w", err)
+	}
+	defer stderr.Close()
+	cmd.Stdout, cmd.Stderr = stderr, stderr
+	// QEMU dies with its owner, so a killed monitor leaves no orphan VM.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	q.log.Debug("spawn qemu", "path", q.cfg.Path, "args", cmd.Args[1:])
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start qemu: %w", err)
+	}
+	q.cmd = cmd
+	go func() {
+		q.waitErr = cmd.Wait()
+		close(q.done)
+	}()
+	if err := q.connectQMP(ctx); err != nil {
+		q.kill()
+		return fmt.Errorf("start qemu: %w%s", err, q.stderrTail())
+	}
+	return nil
+}
+
+func (q *QEMU) connectQMP(ctx context.Context) error {
+	deadline := time.Now().Add(q.timeouts.QMP)
+	for {
+		mon, err := qmp.NewSocketMonitor("unix", q.cfg.QMPSocket, time.Second)
+		if err == nil {
+			if err = mon.Connect(); err == nil {
+				events, _ := mon.Events(context.Background())
+				go q.watchEvents(events)
+				q.monMu.Lock()
+				q.mon = mon
+				q.monMu.Unlock()
+				status, err := q.Status()
+				if err != nil {
+					return err
+				}
+				q.log.Debug("qmp ready", "status", status)
+				return nil
+			}
+			_ = mon.Disconnect()
+		}
+		select {
+		case <-q.done:
+			return fmt.Errorf("%w before QMP answered: %v", ErrExited, q.waitErr)
+		case <-ctx.Done():
+			return fmt.Errorf("wait for qmp: %w", ctx.Err())
+		case <-time.After(5 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("qmp did not answer within %s: %v", q.timeouts.QMP, err)
+		}
+	}
+}
+
+// watchEvents consumes QMP events; it must run for as long as the monitor
+// is connected, since the QMP library blocks replies behind unread events.
+func (q *QEMU) watchEvents(events <-chan qmp.Event) {
+	for ev := range events {
+		if ev.Event != "VSERPORT_CHANGE" || ev.Data["id"] != agentPortID {
+			continue
+		}
+		open, _ := ev.Data["open"].(bool)
+		q.log.Debug("agent port", "open", open)
+		q.portMu.Lock()
+		if open && !q.portOpen {
+			close(q.portCh)
+		} else if !open && q.portOpen {
+			q.portCh = make(chan struct{})
+		}
+		q.portOpen = open
+		q.portMu.Unlock()
+	}
+}
+
+// WaitAgentPort waits until the guest opens the agent's virtio-serial port,
+// the moment from which bytes the host sends are no longer dropped.
+func (q *QEMU) WaitAgentPort(ctx context.Context) error {
+	if q.cfg.Agent.Transport != TransportSerial {
+		return nil
+	}
+	q.portMu.Lock()
+	ch := q.portCh
+	q.portMu.Unlock()
+	select {
+	case <-ch:
+		return nil
+	case <-q.done:
+		return fmt.Errorf("wait for agent port: %w%s", ErrExited, q.stderrTail())
+	case <-ctx.Done():
+		return fmt.Errorf("wait for agent port: %w", ctx.Err())
+	}
+}
+
+// Status returns QEMU's run state ("running", "paused", ...).
+func (q *QEMU) Status() (string, error) {
+	raw, err := q.run("query-status", nil)
+	if err != nil {
+		return "", err
+	}
+	var st struct {
+		Status string `json:"status"`
+	}
+	if err := json.Unmarshal(raw, &st); err != nil {
+		return "", fmt.Errorf("query-status: %w", err)
+	}
+	return st.Status, nil
+}
+
+// run executes one QMP command and returns its "return" value.
+func (q *QEMU) run(command string, args any) (json.RawMessage, error) {
+	q.monMu.Lock()
+	mon := q.mon
+	q.monMu.Unlock()
+	if mon == nil {
+		return nil, fmt.Errorf("qmp %s: not connected", command)
+	}
+	req := map[string]any{"execute": command}
+	if args != nil {
+		req["arguments"] = args
+	}
+	b, err := json.Marshal(req)
+	if err != nil {
+		return nil, fmt.Errorf("qmp %s: %w", command, err)
+	}
+	type result struct {
+		raw []byte
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		raw, err := mon.Run(b)
+		ch <- result{raw, err}
+	}()
+	var r result
+	select {
+	case r = <-ch:
+	case <-q.done:
+		return nil, fmt.Errorf("qmp %s: %w", command, ErrExited)
+	}
+	if r.err != nil {
+		return nil, fmt.Errorf("qmp %s: %w", command, r.err)
+	}
+	var resp struct {
+		Return json.RawMessage `json:"return"`
+	}
+	if err := json.Unmarshal(r.raw, &resp); err != nil {
+		return nil, fmt.Errorf("qmp %s: %w", command, err)
+	}
+	return resp.Return, nil
+}
+
+// Pause stops the vCPUs.
+func (q *QEMU) Pause() error {
+	_, err := q.run("stop", nil)
+	return err
+}
+
+// Resume restarts the vCPUs.
+func (q *QEMU) Resume() error {
+	_, err := q.run("cont", nil)
+	return err
+}
+
+// Stop ends the VM: an ACPI power-down, then quit, then SIGKILL, each step
+// given its timeout; when ctx ends it goes straight to SIGKILL. It returns
+// once QEMU has exited.
+func (q *QEMU) Stop(ctx context.Context) error {
+	if q.cmd == nil {
+		return nil
+	}
+	steps := []struct {
+		name string
+		do   func() error
+		wait time.Duration
+	}{
+		{"system_powerdown", func() error { _, err := q.run("system_powerdown", nil); return err }, q.timeouts.Powerdown},
+		{"quit", func() error { _, err := q.run("quit", nil); return err }, q.timeouts.Quit},
+	}
+	for _, s := range steps {
+		if q.exited() || ctx.Err() != nil {
+			break
+		}
+		if err := s.do(); err != nil && !errors.Is(err, ErrExited) {
+			q.log.Debug("stop qemu", "step", s.name, "err", err)
+		}
+		select {
+		case <-q.done:
+		case <-ctx.Done():
+		case <-time.After(s.wait):
+		}
+	}
+	q.kill()
+	q.closeMonitor()
+	return nil
+}
+
+func (q *QEMU) exited() bool {
+	select {
+	case <-q.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// kill ends QEMU at once and waits for it.
+func (q *QEMU) kill() {
+	if q.cmd == nil || q.exited() {
+		return
+	}
+	_ = q.cmd.Process.Kill()
+	<-q.done
+	q.closeMonitor()
+}
+
+func (q *QEMU) closeMonitor() {
+	q.monMu.Lock()
+	defer q.monMu.Unlock()
+	if q.mon != nil {
+		_ = q.mon.Disconnect()
+		q.mon = nil
+	}
+}
+
+// Done is closed once QEMU has exited, for whatever reason.
+func (q *QEMU) Done() <-chan struct{} { return q.done }
+
+// ExitError is QEMU's wait status once Done is closed.
+func (q *QEMU) ExitError() error { return q.waitErr }
+
+// PID is QEMU's process ID, 0 before Start.
+func (q *QEMU) PID() int {
+	if q.cmd == nil || q.cmd.Process == nil {
+		return 0
+	}
+	return q.cmd.Process.Pid
+}
+
+// stderrTail returns the end of QEMU's stderr, to explain a failed start.
+func (q *QEMU) stderrTail() string {
+	b, err := os.ReadFile(q.cfg.ConsoleLog + ".stderr")
+	if err != nil || len(b) == 0 {
+		return ""
+	}
+	if len(b) > 512 {
+		b = b[len(b)-512:]
+	}
+	return ": " + string(b)
+}
