@@ -8,8 +8,8 @@ import (
 	"os"
 	"time"
 
-	"github.com/containerd/ttrpc"
 	runc "github.com/containerd/go-runc"
+	"github.com/containerd/ttrpc"
 	"golang.org/x/sys/unix"
 
 	"github.com/hull-runtime/hull/agentproto"
@@ -60,7 +60,9 @@ func Main() error {
 	// own every wait4, so it is set once, here, before runc runs.
 	runc.Monitor = reaper
 	svc := NewService(Config{
-		Runtime:    &runc.Runc{Command: runcPath, Root: runcRoot},
+		Runtime: func(log string) Runtime {
+			return &runc.Runc{Command: runcPath, Root: runcRoot, Log: log, LogFormat: runc.JSON}
+		},
 		Reaper:     reaper,
 		ShareDir:   ShareDir,
 		BundleDir:  bundleDir,

@@ -145,4 +145,3 @@ func loadModule(path string) error {
 	}
 	return nil
 }
-

@@ -40,7 +40,8 @@ type Runtime interface {
 
 // Config is what a Service needs from its surroundings.
 type Config struct {
-	Runtime Runtime
+	// Runtime returns the runc to use for a container, logging to log.
+	Runtime func(log string) Runtime
 	Reaper  *Reaper
 	// ShareDir is where the sandbox share is mounted.
 	ShareDir string
@@ -64,6 +65,7 @@ type Service struct {
 type container struct {
 	id     string
 	bundle string
+	runc   Runtime
 	init   *process
 	execs  map[string]*process
 }
@@ -118,7 +120,8 @@ func (s *Service) CreateContainer(ctx context.Context, req *agentproto.CreateCon
 		s.mu.Unlock()
 		return nil, status.Errorf(codes.AlreadyExists, "container %s already exists", req.ContainerId)
 	}
-	c := &container{id: req.ContainerId, bundle: filepath.Join(s.cfg.BundleDir, req.ContainerId), execs: map[string]*process{}}
+	bundle := filepath.Join(s.cfg.BundleDir, req.ContainerId)
+	c := &container{id: req.ContainerId, bundle: bundle, runc: s.cfg.Runtime(filepath.Join(bundle, "log.json")), execs: map[string]*process{}}
 	s.containers[c.id] = c // reserve the ID
 	s.mu.Unlock()
 
@@ -152,17 +155,19 @@ func (s *Service) create(ctx context.Context, c *container, spec *specs.Spec, st
 		return nil, err
 	}
 	pidFile := filepath.Join(c.bundle, "init.pid")
-	opts := &runc.CreateOpts{PidFile: pidFile, IO: sio.io}
+	// The guest's root is the initramfs, where pivot_root is impossible;
+	// runc then moves the rootfs and chroots (as Kata's agent does).
+	opts := &runc.CreateOpts{PidFile: pidFile, IO: sio.io, NoPivot: true}
 	if sio.socket != nil {
 		opts.ConsoleSocket = sio.socket
 	}
-	if err := s.cfg.Runtime.Create(ctx, c.id, c.bundle, opts); err != nil {
+	if err := c.runc.Create(ctx, c.id, c.bundle, opts); err != nil {
 		sio.close()
 		return nil, runcError(err, c.bundle)
 	}
 	p, err := s.track(pidFile, sio)
 	if err != nil {
-		_ = s.cfg.Runtime.Delete(context.Background(), c.id, &runc.DeleteOpts{Force: true})
+		_ = c.runc.Delete(context.Background(), c.id, &runc.DeleteOpts{Force: true})
 		return nil, err
 	}
 	return p, nil
@@ -240,7 +245,7 @@ func (s *Service) StartContainer(ctx context.Context, req *agentproto.ContainerR
 	if err != nil {
 		return nil, err
 	}
-	if err := s.cfg.Runtime.Start(ctx, c.id); err != nil {
+	if err := c.runc.Start(ctx, c.id); err != nil {
 		return nil, status.Errorf(codes.FailedPrecondition, "start container %s: %v", c.id, runcError(err, c.bundle))
 	}
 	return &agentproto.Empty{}, nil
@@ -259,7 +264,7 @@ func (s *Service) RemoveContainer(ctx context.Context, req *agentproto.RemoveCon
 			return nil, status.Errorf(codes.FailedPrecondition, "container %s is still running", c.id)
 		}
 	}
-	if err := s.cfg.Runtime.Delete(ctx, c.id, &runc.DeleteOpts{Force: req.Force}); err != nil {
+	if err := c.runc.Delete(ctx, c.id, &runc.DeleteOpts{Force: req.Force}); err != nil {
 		return nil, status.Errorf(codes.Unknown, "remove container %s: %v", c.id, runcError(err, c.bundle))
 	}
 	s.mu.Lock()
@@ -275,20 +280,20 @@ func (s *Service) RemoveContainer(ctx context.Context, req *agentproto.RemoveCon
 
 // PauseContainer freezes the container.
 func (s *Service) PauseContainer(ctx context.Context, req *agentproto.ContainerRequest) (*agentproto.Empty, error) {
-	return s.runcOp(ctx, req.ContainerId, "pause", s.cfg.Runtime.Pause)
+	return s.runcOp(ctx, req.ContainerId, "pause", Runtime.Pause)
 }
 
 // ResumeContainer thaws the container.
 func (s *Service) ResumeContainer(ctx context.Context, req *agentproto.ContainerRequest) (*agentproto.Empty, error) {
-	return s.runcOp(ctx, req.ContainerId, "resume", s.cfg.Runtime.Resume)
+	return s.runcOp(ctx, req.ContainerId, "resume", Runtime.Resume)
 }
 
-func (s *Service) runcOp(ctx context.Context, id, name string, op func(context.Context, string) error) (*agentproto.Empty, error) {
+func (s *Service) runcOp(ctx context.Context, id, name string, op func(Runtime, context.Context, string) error) (*agentproto.Empty, error) {
 	c, err := s.container(id)
 	if err != nil {
 		return nil, err
 	}
-	if err := op(ctx, c.id); err != nil {
+	if err := op(c.runc, ctx, c.id); err != nil {
 		return nil, status.Errorf(codes.FailedPrecondition, "%s container %s: %v", name, c.id, runcError(err, c.bundle))
 	}
 	return &agentproto.Empty{}, nil
@@ -304,7 +309,7 @@ func (s *Service) UpdateContainer(ctx context.Context, req *agentproto.UpdateCon
 	if err := json.Unmarshal(req.Resources, &r); err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "update container %s: resources: %v", c.id, err)
 	}
-	if err := s.cfg.Runtime.Update(ctx, c.id, &r); err != nil {
+	if err := c.runc.Update(ctx, c.id, &r); err != nil {
 		return nil, status.Errorf(codes.Unknown, "update container %s: %v", c.id, runcError(err, c.bundle))
 	}
 	return &agentproto.Empty{}, nil
@@ -338,7 +343,7 @@ func (s *Service) ListProcesses(ctx context.Context, req *agentproto.ContainerRe
 	if err != nil {
 		return nil, err
 	}
-	pids, err := s.cfg.Runtime.Ps(ctx, c.id)
+	pids, err := c.runc.Ps(ctx, c.id)
 	if err != nil {
 		return nil, status.Errorf(codes.Unknown, "ps %s: %v", c.id, runcError(err, c.bundle))
 	}
@@ -394,7 +399,7 @@ func (s *Service) exec(ctx context.Context, c *container, eid string, proc specs
 	if sio.socket != nil {
 		opts.ConsoleSocket = sio.socket
 	}
-	if err := s.cfg.Runtime.Exec(ctx, c.id, proc, opts); err != nil {
+	if err := c.runc.Exec(ctx, c.id, proc, opts); err != nil {
 		sio.close()
 		return nil, runcError(err, c.bundle)
 	}
@@ -420,7 +425,7 @@ func (s *Service) SignalProcess(ctx context.Context, req *agentproto.SignalProce
 	default:
 	}
 	if req.ExecId == "" {
-		if err := s.cfg.Runtime.Kill(ctx, c.id, int(req.Signal), &runc.KillOpts{All: req.All}); err != nil {
+		if err := c.runc.Kill(ctx, c.id, int(req.Signal), &runc.KillOpts{All: req.All}); err != nil {
 			return nil, status.Errorf(codes.NotFound, "signal %s: %v", c.id, runcError(err, c.bundle))
 		}
 		return &agentproto.Empty{}, nil
@@ -539,4 +544,3 @@ func (s *Service) DestroySandbox(context.Context, *agentproto.DestroySandboxRequ
 	}
 	return &agentproto.Empty{}, nil
 }
-

@@ -1,0 +1,50 @@
+# hull: build, guest image, tests. `make` builds everything; see README.
+SHELL := /bin/bash
+BUILD ?= build
+PREFIX ?= /usr/local
+GO ?= go
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X github.com/hull-runtime/hull/guest.Version=$(VERSION)
+
+.PHONY: all binaries guest agent kernel generic initrd proto test integration install clean
+
+all: binaries guest
+
+binaries:
+	@mkdir -p $(BUILD)
+	CGO_ENABLED=0 $(GO) build -ldflags '$(LDFLAGS)' -o $(BUILD)/ ./cmd/...
+
+agent:
+	@mkdir -p $(BUILD)
+	CGO_ENABLED=0 $(GO) build -ldflags '$(LDFLAGS)' -o $(BUILD)/hull-agent ./cmd/hull-agent
+
+# The tuned guest (our kernel) and the Debian generic one (modules loaded by
+# the agent).
+guest: kernel generic initrd
+
+kernel:
+	guest/image/build-kernel.sh $(BUILD)/vmlinuz-hull
+
+generic:
+	@set -e; read -r vmlinuz modroot kver < <(guest/image/fetch-generic-kernel.sh); \
+	install -m 0644 "$$vmlinuz" $(BUILD)/vmlinuz-generic; \
+	echo "$$modroot $$kver" > $(BUILD)/generic-modules
+
+initrd: agent
+	guest/image/build-initrd.sh $(BUILD)/hull-agent $(BUILD)/initrd-hull.img
+	@set -e; if [ -f $(BUILD)/generic-modules ]; then read -r modroot kver < $(BUILD)/generic-modules; \
+	guest/image/build-initrd.sh $(BUILD)/hull-agent $(BUILD)/initrd-generic.img "$$modroot" "$$kver"; fi
+
+proto:
+	PATH="$$PATH:$$($(GO) env GOPATH)/bin" protoc -I agentproto \
+	  --go_out=paths=source_relative:agentproto \
+	  --go-ttrpc_out=paths=source_relative:agentproto agentproto/agent.proto
+
+test:
+	$(GO) test ./...
+
+integration: all
+	$(GO) test -tags integration -count=1 -v -timeout 20m ./tests/integration/
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,80 @@
+package runtime
+
+import (
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// guestMount kinds the guest creates itself; everything else must be a
+// bind mount placed through the share.
+var guestFSTypes = map[string]bool{
+	"proc": true, "sysfs": true, "tmpfs": true, "devpts": true, "mqueue": true,
+	"cgroup": true, "cgroup2": true, "shm": true, "bpf": true,
+}
+
+// GuestSpec prepares a container's spec for the agent: the rootfs and every
+// bind mount are placed in the share and named relative to it, and hooks
+// (which run on the host) are removed. bundle resolves a relative root.path.
+func GuestSpec(spec *specs.Spec, cid, bundle string, share *Share) (b []byte, err error) {
+	if spec.Root == nil || spec.Root.Path == "" {
+		return nil, fmt.Errorf("spec has no root.path")
+	}
+	g := *spec
+	g.Hooks = nil
+	defer func() {
+		if err != nil {
+			_ = share.RemoveContainer(cid)
+		}
+	}()
+	rootfs := spec.Root.Path
+	if !filepath.IsAbs(rootfs) {
+		rootfs = filepath.Join(bundle, rootfs)
+	}
+	rel, err := share.AddRootfs(cid, rootfs, false)
+	if err != nil {
+		return nil, err
+	}
+	g.Root = &specs.Root{Path: rel, Readonly: spec.Root.Readonly}
+	g.Mounts = make([]specs.Mount, 0, len(spec.Mounts))
+	for _, m := range spec.Mounts {
+		if !isBindMount(m) {
+			if !guestFSTypes[m.Type] {
+				return nil, fmt.Errorf("mount %s: type %q is not supported in a VM", m.Destination, m.Type)
+			}
+			g.Mounts = append(g.Mounts, m)
+			continue
+		}
+		src := m.Source
+		if !filepath.IsAbs(src) {
+			src = filepath.Join(bundle, src)
+		}
+		rel, err := share.AddVolume(cid, src, m.Destination, hasOption(m.Options, "ro"))
+		if err != nil {
+			return nil, err
+		}
+		m.Source = rel
+		m.Type = "bind"
+		g.Mounts = append(g.Mounts, m)
+	}
+	b, err = json.Marshal(&g)
+	if err != nil {
+		return nil, fmt.Errorf("encode guest spec: %w", err)
+	}
+	return b, nil
+}
+
+func isBindMount(m specs.Mount) bool {
+	return m.Type == "bind" || hasOption(m.Options, "bind") || hasOption(m.Options, "rbind")
+}
+
+func hasOption(opts []string, o string) bool {
+	for _, x := range opts {
+		if x == o {
+			return true
+		}
+	}
+	return false
+}

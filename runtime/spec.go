@@ -1,0 +1,28 @@
+package runtime
+
+import (
+	"fmt"
+	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// ValidateSpec refuses specs hull cannot run, with the reason.
+func ValidateSpec(s *specs.Spec) error {
+	if !strings.HasPrefix(s.Version, "1.") {
+		return fmt.Errorf("unsupported ociVersion %q", s.Version)
+	}
+	if s.Root == nil || s.Root.Path == "" {
+		return fmt.Errorf("root.path is required")
+	}
+	if s.Process == nil {
+		return fmt.Errorf("process is required")
+	}
+	if len(s.Process.Args) == 0 {
+		return fmt.Errorf("process.args must not be empty")
+	}
+	if s.Process.Cwd == "" || !strings.HasPrefix(s.Process.Cwd, "/") {
+		return fmt.Errorf("process.cwd %q must be an absolute path", s.Process.Cwd)
+	}
+	return nil
+}

@@ -1,0 +1,194 @@
+//go:build integration
+
+// Package integration boots real sandbox VMs under QEMU. It needs root, QEMU
+// and the guest images `make guest` builds; without them it fails, it never
+// skips.
+package integration
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/hull-runtime/hull/runtime"
+)
+
+// guests are the kernel+initrd pairs under test, built by `make guest`.
+var guests = []struct{ name, kernel, initrd string }{
+	{"tuned", "vmlinuz-hull", "initrd-hull.img"},
+	{"generic", "vmlinuz-generic", "initrd-generic.img"},
+}
+
+func buildDir(t *testing.T) string {
+	t.Helper()
+	if d := os.Getenv("HULL_BUILD"); d != "" {
+		return d
+	}
+	d, err := filepath.Abs("../../build")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func requireHost(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Fatal("integration tests need root (bind mounts, QEMU)")
+	}
+}
+
+// newBundle makes an OCI bundle whose rootfs is busybox-static.
+func newBundle(t *testing.T, dir string) string {
+	t.Helper()
+	bundle := filepath.Join(dir, "bundle")
+	rootfs := filepath.Join(bundle, "rootfs")
+	for _, d := range []string{"bin", "proc", "sys", "dev", "tmp", "etc", "data"} {
+		if err := os.MkdirAll(filepath.Join(rootfs, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bb, err := os.ReadFile("/bin/busybox")
+	if err != nil {
+		t.Fatalf("busybox-static is needed: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(rootfs, "bin/busybox"), bb, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, applet := range []string{"sh", "uname", "sha256sum", "cat", "ls", "echo", "sleep", "true"} {
+		if err := os.Symlink("busybox", filepath.Join(rootfs, "bin", applet)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return bundle
+}
+
+func specFor(args ...string) *specs.Spec {
+	s := runtime.DefaultSpec()
+	s.Process.Terminal = false
+	s.Process.Args = args
+	s.Root.Readonly = false
+	return s
+}
+
+// leaks lists what of dir is still there: QEMU processes naming it, mounts
+// under it.
+func leaks(dir string) []string {
+	var out []string
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err == nil && bytes.Contains(b, []byte(dir)) && bytes.Contains(b, []byte("qemu")) {
+			out = append(out, "process "+filepath.Base(filepath.Dir(p)))
+		}
+	}
+	mi, _ := os.ReadFile("/proc/self/mountinfo")
+	for _, l := range strings.Split(string(mi), "\n") {
+		if strings.Contains(l, dir) {
+			out = append(out, "mount "+l)
+		}
+	}
+	return out
+}
+
+func TestSandboxRunsContainers(t *testing.T) {
+	requireHost(t)
+	build := buildDir(t)
+	var host unix.Utsname
+	if err := unix.Uname(&host); err != nil {
+		t.Fatal(err)
+	}
+	hostRelease := unix.ByteSliceToString(host.Release[:])
+
+	for _, g := range guests {
+		t.Run(g.name, func(t *testing.T) {
+			dir := t.TempDir()
+			t.Cleanup(func() {
+				if l := leaks(dir); len(l) > 0 {
+					t.Errorf("left behind: %v", l)
+				}
+			})
+			cfg := runtime.DefaultConfig()
+			cfg.Hypervisor.Accel = "tcg"
+			cfg.Hypervisor.Kernel = filepath.Join(build, g.kernel)
+			cfg.Hypervisor.Initrd = filepath.Join(build, g.initrd)
+			for _, f := range []string{cfg.Hypervisor.Kernel, cfg.Hypervisor.Initrd} {
+				if _, err := os.Stat(f); err != nil {
+					t.Fatalf("guest image missing (run make guest): %v", err)
+				}
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			defer cancel()
+			sbDir := filepath.Join(dir, "sandbox")
+			sb, err := runtime.StartSandbox(ctx, runtime.SandboxOptions{ID: "sb-" + g.name, Dir: sbDir, Config: cfg})
+			if err != nil {
+				t.Fatal(err)
+			}
+			stopped := false
+			defer func() {
+				if !stopped {
+					_ = sb.Stop(context.Background())
+				}
+			}()
+			t.Logf("sandbox ready: %v", sb.Timings)
+			bundle := newBundle(t, dir)
+
+			run := func(cid string, args ...string) (int, string, string) {
+				t.Helper()
+				var stdout, stderr bytes.Buffer
+				status, err := sb.Run(ctx, cid, bundle, specFor(args...), runtime.Stdio{Stdout: &stdout, Stderr: &stderr})
+				if err != nil {
+					t.Fatalf("run %v: %v", args, err)
+				}
+				return status, stdout.String(), stderr.String()
+			}
+
+			status, out, errOut := run("uname", "uname", "-r")
+			guestRelease := strings.TrimSpace(out)
+			if status != 0 || guestRelease == "" || guestRelease == hostRelease {
+				t.Fatalf("uname -r in guest: status %d, %q (stderr %q); host has %q", status, guestRelease, errOut, hostRelease)
+			}
+			t.Logf("guest kernel %s, host kernel %s", guestRelease, hostRelease)
+
+			if status, _, _ := run("exit3", "sh", "-c", "exit 3"); status != 3 {
+				t.Fatalf("sh -c 'exit 3': status %d, want 3", status)
+			}
+
+			data := make([]byte, 10<<20)
+			if _, err := rand.Read(data); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(bundle, "rootfs/data/blob"), data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			sum := sha256.Sum256(data)
+			status, out, errOut = run("sum", "sha256sum", "/data/blob")
+			if status != 0 || !strings.HasPrefix(out, hex.EncodeToString(sum[:])) {
+				t.Fatalf("sha256sum in guest: status %d, %q %q; want %x", status, out, errOut, sum)
+			}
+
+			if err := sb.Stop(context.Background()); err != nil {
+				t.Fatalf("stop: %v", err)
+			}
+			stopped = true
+			if _, err := os.Stat(sbDir); !os.IsNotExist(err) {
+				t.Errorf("sandbox dir still there: %v", err)
+			}
+			if l := leaks(dir); len(l) > 0 {
+				t.Fatalf("left behind after stop: %v", l)
+			}
+			fmt.Fprintln(os.Stderr, g.name, "ok")
+		})
+	}
+}
