@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
@@ -14,54 +15,71 @@ import (
 
 // LoadSpec reads and checks a bundle's config.json.
 func LoadSpec(bundle string) (*specs.Spec, error) {
-	b, err := os.ReadFile(filepath.Join(bundle, "config.json"))
+	path := filepath.Join(bundle, "config.json")
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("load spec: %w", err)
 	}
 	var s specs.Spec
 	if err := json.Unmarshal(b, &s); err != nil {
-		return nil, fmt.Errorf("load spec %s: %w", filepath.Join(bundle, "config.json"), err)
+		return nil, fmt.Errorf("load spec %s: %w", path, err)
 	}
 	if err := ValidateSpec(&s); err != nil {
-		return nil, fmt.Errorf("load spec %s: %w", filepath.Join(bundle, "config.json"), err)
+		return nil, fmt.Errorf("load spec %s: %w", path, err)
 	}
 	return &s, nil
 }
 
+// Guest performs container operations in one sandbox through its agent
+// (directly, or through the sandbox monitor) and its share directory.
+type Guest struct {
+	Agent agentproto.AgentService
+	Share *Share
+	// Timeout bounds each request that does not wait on a workload.
+	Timeout time.Duration
+}
+
+func (g *Guest) ctx(ctx context.Context) (context.Context, context.CancelFunc) {
+	if g.Timeout <= 0 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, g.Timeout)
+}
+
 // CreateContainer shares a bundle's rootfs and volumes with the guest and
 // creates the container there (its init process waits for StartContainer).
-func (s *Sandbox) CreateContainer(ctx context.Context, cid, bundle string, spec *specs.Spec, stdin bool) error {
-	g, err := GuestSpec(spec, cid, bundle, s.share)
+func (g *Guest) CreateContainer(ctx context.Context, cid, bundle string, spec *specs.Spec, stdin bool) error {
+	gs, err := GuestSpec(spec, cid, bundle, g.Share)
 	if err != nil {
 		return fmt.Errorf("create container %s: %w", cid, err)
 	}
-	rctx, cancel := s.RequestContext(ctx)
+	rctx, cancel := g.ctx(ctx)
 	defer cancel()
-	if _, err := s.agent.CreateContainer(rctx, &agentproto.CreateContainerRequest{ContainerId: cid, Spec: g, Stdin: stdin}); err != nil {
-		_ = s.share.RemoveContainer(cid)
+	if _, err := g.Agent.CreateContainer(rctx, &agentproto.CreateContainerRequest{ContainerId: cid, Spec: gs, Stdin: stdin}); err != nil {
+		_ = g.Share.RemoveContainer(cid)
 		return fmt.Errorf("create container %s: %w", cid, err)
 	}
 	return nil
 }
 
 // StartContainer starts a created container's init process.
-func (s *Sandbox) StartContainer(ctx context.Context, cid string) error {
-	rctx, cancel := s.RequestContext(ctx)
+func (g *Guest) StartContainer(ctx context.Context, cid string) error {
+	rctx, cancel := g.ctx(ctx)
 	defer cancel()
-	if _, err := s.agent.StartContainer(rctx, &agentproto.ContainerRequest{ContainerId: cid}); err != nil {
+	if _, err := g.Agent.StartContainer(rctx, &agentproto.ContainerRequest{ContainerId: cid}); err != nil {
 		return fmt.Errorf("start container %s: %w", cid, err)
 	}
 	return nil
 }
 
 // RemoveContainer deletes the container in the guest and its share entries.
-func (s *Sandbox) RemoveContainer(ctx context.Context, cid string, force bool) error {
-	rctx, cancel := s.RequestContext(ctx)
+func (g *Guest) RemoveContainer(ctx context.Context, cid string, force bool) error {
+	rctx, cancel := g.ctx(ctx)
 	defer cancel()
-	if _, err := s.agent.RemoveContainer(rctx, &agentproto.RemoveContainerRequest{ContainerId: cid, Force: force}); err != nil {
+	if _, err := g.Agent.RemoveContainer(rctx, &agentproto.RemoveContainerRequest{ContainerId: cid, Force: force}); err != nil && !isNotFound(err) {
 		return fmt.Errorf("remove container %s: %w", cid, err)
 	}
-	if err := s.share.RemoveContainer(cid); err != nil {
+	if err := g.Share.RemoveContainer(cid); err != nil {
 		return fmt.Errorf("remove container %s: %w", cid, err)
 	}
 	return nil
@@ -69,18 +87,23 @@ func (s *Sandbox) RemoveContainer(ctx context.Context, cid string, force bool) e
 
 // Run creates, starts and waits for a container, relaying its streams, then
 // removes it; it returns the exit status.
-func (s *Sandbox) Run(ctx context.Context, cid, bundle string, spec *specs.Spec, stdio Stdio) (int, error) {
-	if err := s.CreateContainer(ctx, cid, bundle, spec, stdio.Stdin != nil); err != nil {
+func (g *Guest) Run(ctx context.Context, cid, bundle string, spec *specs.Spec, stdio Stdio) (int, error) {
+	if err := g.CreateContainer(ctx, cid, bundle, spec, stdio.Stdin != nil); err != nil {
 		return -1, err
 	}
 	status, err := func() (int, error) {
-		if err := s.StartContainer(ctx, cid); err != nil {
+		if err := g.StartContainer(ctx, cid); err != nil {
 			return -1, err
 		}
-		return Relay(ctx, s.agent, cid, "", stdio)
+		return Relay(ctx, g.Agent, cid, "", stdio)
 	}()
-	if rerr := s.RemoveContainer(context.WithoutCancel(ctx), cid, true); rerr != nil && err == nil {
+	if rerr := g.RemoveContainer(context.WithoutCancel(ctx), cid, true); rerr != nil && err == nil {
 		err = rerr
 	}
 	return status, err
+}
+
+// Guest returns the container operations of this sandbox.
+func (s *Sandbox) Guest() *Guest {
+	return &Guest{Agent: s.agent, Share: s.share, Timeout: s.cfg.Timeouts.Request.Duration}
 }

@@ -89,6 +89,9 @@ func StartSandbox(ctx context.Context, o SandboxOptions) (_ *Sandbox, err error)
 		o.Log = slog.New(slog.DiscardHandler)
 	}
 	s := &Sandbox{ID: o.ID, Dir: o.Dir, cfg: o.Config, log: o.Log, share: NewShare(filepath.Join(o.Dir, shareDir))}
+	if err := os.MkdirAll(filepath.Dir(o.Dir), 0o700); err != nil {
+		return nil, fmt.Errorf("start sandbox %s: %w", o.ID, err)
+	}
 	if err := os.Mkdir(o.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("start sandbox %s: %w", o.ID, err)
 	}
@@ -212,11 +215,6 @@ func (s *Sandbox) VM() VM { return s.vm }
 
 // Share is the sandbox's share directory.
 func (s *Sandbox) Share() *Share { return s.share }
-
-// RequestContext bounds one agent request by the configured timeout.
-func (s *Sandbox) RequestContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ctx, s.cfg.Timeouts.Request.Duration)
-}
 
 // Stop powers the VM off and removes everything the sandbox made.
 func (s *Sandbox) Stop(ctx context.Context) error {

@@ -147,7 +147,7 @@ func TestSandboxRunsContainers(t *testing.T) {
 			run := func(cid string, args ...string) (int, string, string) {
 				t.Helper()
 				var stdout, stderr bytes.Buffer
-				status, err := sb.Run(ctx, cid, bundle, specFor(args...), runtime.Stdio{Stdout: &stdout, Stderr: &stderr})
+				status, err := sb.Guest().Run(ctx, cid, bundle, specFor(args...), runtime.Stdio{Stdout: &stdout, Stderr: &stderr})
 				if err != nil {
 					t.Fatalf("run %v: %v", args, err)
 				}

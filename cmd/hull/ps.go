@@ -1,0 +1,47 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/urfave/cli/v2"
+)
+
+var psCommand = &cli.Command{
+	Name:      "ps",
+	Usage:     "list a container's processes",
+	ArgsUsage: "<container-id>",
+	Flags: []cli.Flag{
+		&cli.StringFlag{Name: "format", Aliases: []string{"f"}, Value: "table", Usage: "table (guest PIDs) or json (host PIDs of the process proxies)"},
+	},
+	Action: func(c *cli.Context) error {
+		id, err := oneID(c)
+		if err != nil {
+			return err
+		}
+		rt, err := newRuntime(c, false)
+		if err != nil {
+			return err
+		}
+		host, guest, err := rt.Ps(c.Context, id)
+		if err != nil {
+			return err
+		}
+		switch c.String("format") {
+		case "json":
+			b, err := json.Marshal(host)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(c.App.Writer, string(b))
+		case "table":
+			fmt.Fprintln(c.App.Writer, "GUEST PID")
+			for _, p := range guest {
+				fmt.Fprintln(c.App.Writer, p)
+			}
+		default:
+			return fmt.Errorf("ps: --format %q: want table or json", c.String("format"))
+		}
+		return nil
+	},
+}

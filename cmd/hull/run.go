@@ -1,0 +1,66 @@
+package main
+
+import (
+	"context"
+
+	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
+
+	"github.com/hull-runtime/hull/runtime"
+)
+
+var runCommand = &cli.Command{
+	Name:      "run",
+	Usage:     "create and start a container; without --detach, wait for it and delete it",
+	ArgsUsage: "<container-id>",
+	Flags: []cli.Flag{
+		&cli.StringFlag{Name: "bundle", Aliases: []string{"b"}, Value: ".", Usage: "path to the OCI bundle"},
+		&cli.StringFlag{Name: "pid-file", Usage: "write the container process's PID here"},
+		&cli.StringFlag{Name: "console-socket", Usage: "unix socket that receives the pty master"},
+		&cli.BoolFlag{Name: "detach", Aliases: []string{"d"}, Usage: "return once the container runs"},
+		&cli.BoolFlag{Name: "no-pivot", Usage: "accepted for compatibility"},
+		&cli.BoolFlag{Name: "no-new-keyring", Usage: "accepted for compatibility"},
+	},
+	Action: func(c *cli.Context) error {
+		id, err := oneID(c)
+		if err != nil {
+			return err
+		}
+		rt, err := newRuntime(c, false)
+		if err != nil {
+			return err
+		}
+		if err := rt.Create(c.Context, runtime.CreateRequest{ID: id, Bundle: c.String("bundle"),
+			PidFile: c.String("pid-file"), ConsoleSocket: c.String("console-socket")}); err != nil {
+			return err
+		}
+		if err := rt.Start(c.Context, id); err != nil {
+			_ = rt.Delete(context.Background(), id, true)
+			return err
+		}
+		if c.Bool("detach") {
+			return nil
+		}
+		_, st, err := rt.State(id)
+		if err != nil {
+			return err
+		}
+		// The proxy is this process's child until we exit: its status is
+		// the workload's.
+		var ws unix.WaitStatus
+		status := runtime.ExitSandboxLost
+		if _, err := unix.Wait4(st.Proxy.PID, &ws, 0, nil); err == nil {
+			status = ws.ExitStatus()
+			if ws.Signaled() {
+				status = 128 + int(ws.Signal())
+			}
+		}
+		if err := rt.Delete(context.Background(), id, true); err != nil {
+			return err
+		}
+		if status != 0 {
+			return cli.Exit("", status)
+		}
+		return nil
+	},
+}

@@ -1,0 +1,56 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/hull-runtime/hull/runtime"
+)
+
+// containerState is runc's `state` and `list --format json` shape.
+type containerState struct {
+	OCIVersion  string            `json:"ociVersion"`
+	ID          string            `json:"id"`
+	PID         int               `json:"pid"`
+	Status      string            `json:"status"`
+	Bundle      string            `json:"bundle"`
+	Rootfs      string            `json:"rootfs"`
+	Created     time.Time         `json:"created"`
+	Annotations map[string]string `json:"annotations,omitempty"`
+	Owner       string            `json:"owner"`
+}
+
+func toJSONState(st *runtime.ContainerState) containerState {
+	oci := runtime.OCIState(st)
+	return containerState{OCIVersion: oci.Version, ID: st.ID, PID: oci.Pid, Status: string(oci.Status), Bundle: st.Bundle,
+		Rootfs: st.Rootfs, Created: st.Created, Annotations: st.Annotations, Owner: st.Owner}
+}
+
+var stateCommand = &cli.Command{
+	Name:      "state",
+	Usage:     "print a container's state as JSON",
+	ArgsUsage: "<container-id>",
+	Action: func(c *cli.Context) error {
+		id, err := oneID(c)
+		if err != nil {
+			return err
+		}
+		rt, err := newRuntime(c, false)
+		if err != nil {
+			return err
+		}
+		_, st, err := rt.State(id)
+		if err != nil {
+			return err
+		}
+		b, err := json.MarshalIndent(toJSONState(st), "", "  ")
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(c.App.Writer, string(b))
+		return nil
+	},
+}

@@ -1,0 +1,191 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/containerd/console"
+	"golang.org/x/sys/unix"
+)
+
+// CreateRequest is `hull create`.
+type CreateRequest struct {
+	ID            string
+	Bundle        string
+	PidFile       string
+	ConsoleSocket string
+	// Stdio are handed to the container's proxy (create's own by default).
+	Stdio [3]*os.File
+}
+
+// Create prepares a container: its sandbox (booted now for a sandbox's first
+// container), its rootfs in the share, its process created and waiting in
+// the guest, and its proxy holding the streams. On error nothing is left.
+func (r *Runtime) Create(ctx context.Context, req CreateRequest) (err error) {
+	if err := ValidateID(req.ID); err != nil {
+		return err
+	}
+	bundle, err := filepath.Abs(req.Bundle)
+	if err != nil {
+		return fmt.Errorf("bundle %s: %w", req.Bundle, err)
+	}
+	spec, err := LoadSpec(bundle)
+	if err != nil {
+		return err
+	}
+	if spec.Process.Terminal && req.ConsoleSocket == "" {
+		return errors.New("cannot allocate tty if runc will detach without setting console socket")
+	}
+	if !spec.Process.Terminal && req.ConsoleSocket != "" {
+		return errors.New("cannot use console socket if runc will not detach or allocate tty")
+	}
+	if err := r.Store.Reserve(req.ID); err != nil {
+		return err
+	}
+	sid, owner := SandboxOf(req.ID, spec.Annotations)
+	st := &ContainerState{ID: req.ID, Bundle: bundle, Rootfs: rootfsPath(bundle, spec.Root.Path), SandboxID: sid,
+		Status: Creating, Created: time.Now().UTC(), Owner: currentUser(), Annotations: spec.Annotations}
+	var cleanups []func()
+	defer func() {
+		if err != nil {
+			for i := len(cleanups) - 1; i >= 0; i-- {
+				cleanups[i]()
+			}
+			_ = r.Store.Remove(req.ID)
+			err = fmt.Errorf("create container %s: %w", req.ID, err)
+		}
+	}()
+	if err := r.Store.Save(st); err != nil {
+		return err
+	}
+	if owner {
+		if err := r.spawnMonitor(ctx, sid, spec); err != nil {
+			return err
+		}
+		cleanups = append(cleanups, func() { _ = r.destroySandbox(context.Background(), sid) })
+	}
+	g, closeGuest, err := r.guest(sid)
+	if err != nil {
+		return err
+	}
+	defer closeGuest()
+	if err := g.CreateContainer(ctx, req.ID, bundle, spec, true); err != nil {
+		return err
+	}
+	cleanups = append(cleanups, func() { _ = g.RemoveContainer(context.Background(), req.ID, true) })
+
+	stdio := req.Stdio
+	for i, f := range []*os.File{os.Stdin, os.Stdout, os.Stderr} {
+		if stdio[i] == nil {
+			stdio[i] = f
+		}
+	}
+	if spec.Process.Terminal {
+		slave, err := sendPty(req.ConsoleSocket)
+		if err != nil {
+			return err
+		}
+		defer slave.Close()
+		stdio = [3]*os.File{slave, slave, slave}
+	}
+	st.Proxy, err = r.spawnProxy(ProxySpec{SandboxID: sid, ID: req.ID, Terminal: spec.Process.Terminal, Stdio: stdio})
+	if err != nil {
+		return err
+	}
+	cleanups = append(cleanups, func() { _ = unix.Kill(st.Proxy.PID, unix.SIGKILL) })
+
+	st.Status = Created
+	state := OCIState(st)
+	if spec.Hooks != nil {
+		if err := RunHooks(ctx, "prestart", spec.Hooks.Prestart, state); err != nil {
+			return err
+		}
+		if err := RunHooks(ctx, "createRuntime", spec.Hooks.CreateRuntime, state); err != nil {
+			return err
+		}
+	}
+	if req.PidFile != "" {
+		if err := writePidFile(req.PidFile, st.Proxy.PID); err != nil {
+			return err
+		}
+	}
+	return r.Store.Save(st)
+}
+
+func rootfsPath(bundle, root string) string {
+	if filepath.IsAbs(root) {
+		return root
+	}
+	return filepath.Join(bundle, root)
+}
+
+// currentUser names the user running hull, as `list` shows it.
+func currentUser() string {
+	u, err := user.LookupId(strconv.Itoa(os.Getuid()))
+	if err != nil {
+		return "#" + strconv.Itoa(os.Getuid())
+	}
+	return u.Username
+}
+
+// writePidFile writes the PID atomically, as runc does: callers poll for it.
+func writePidFile(path string, pid int) error {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return err
+	}
+	tmp := filepath.Join(filepath.Dir(abs), "."+filepath.Base(abs))
+	if err := os.WriteFile(tmp, []byte(strconv.Itoa(pid)), 0o644); err != nil {
+		return fmt.Errorf("write pid file: %w", err)
+	}
+	if err := os.Rename(tmp, abs); err != nil {
+		return fmt.Errorf("write pid file: %w", err)
+	}
+	return nil
+}
+
+// sendPty makes a pty, sends its master to the caller's console socket (as
+// runc does) and returns the slave, in raw mode: the guest's terminal does
+// the line discipline.
+func sendPty(socket string) (*os.File, error) {
+	master, slavePath, err := console.NewPty()
+	if err != nil {
+		return nil, fmt.Errorf("allocate pty: %w", err)
+	}
+	defer master.Close()
+	slave, err := os.OpenFile(slavePath, os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open pty %s: %w", slavePath, err)
+	}
+	if sc, err := console.ConsoleFromFile(slave); err == nil {
+		_ = sc.SetRaw()
+	}
+	if err := sendFd(socket, slavePath, master); err != nil {
+		slave.Close()
+		return nil, err
+	}
+	return slave, nil
+}
+
+// sendFd passes f over the unix socket at path with SCM_RIGHTS.
+func sendFd(path, name string, f console.File) error {
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("console socket: %w", err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Connect(fd, &unix.SockaddrUnix{Name: path}); err != nil {
+		return fmt.Errorf("connect console socket %s: %w", path, err)
+	}
+	oob := unix.UnixRights(int(f.Fd()))
+	if err := unix.Sendmsg(fd, []byte(name), oob, nil, 0); err != nil {
+		return fmt.Errorf("send pty to %s: %w", path, err)
+	}
+	return nil
+}

@@ -1,0 +1,192 @@
+package runtime
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/containerd/ttrpc"
+
+	"github.com/hull-runtime/hull/agentproto"
+)
+
+// Files of a sandbox directory written by its monitor.
+const (
+	monitorSocket = "monitor.sock"
+	sandboxInfo   = "sandbox.json"
+)
+
+// SandboxInfo is what a monitor publishes about its sandbox.
+type SandboxInfo struct {
+	ID         string     `json:"id"`
+	MonitorPID int        `json:"monitorPid"`
+	QEMUPID    int        `json:"qemuPid"`
+	Accel      string     `json:"accel"`
+	AccelWhy   string     `json:"accelReason"`
+	Timings    []Step     `json:"timings"`
+	Started    time.Time  `json:"started"`
+	Monitor    ProcessRef `json:"monitor"`
+}
+
+// MonitorOptions start a sandbox monitor.
+type MonitorOptions struct {
+	Store   *Store
+	Sandbox SandboxOptions
+	// Ready receives "ok\n" once the sandbox serves, or the error that
+	// stopped it; it is closed either way.
+	Ready *os.File
+	Log   *slog.Logger
+}
+
+// RunMonitor is the long-lived process of one sandbox: it boots the VM, owns
+// the single agent connection and serves it, multiplexed, to the CLI calls
+// and proxies on the monitor socket. It returns when the sandbox is
+// destroyed, QEMU dies or the monitor is told to stop (SIGTERM), after
+// removing everything the sandbox made.
+func RunMonitor(ctx context.Context, o MonitorOptions) (err error) {
+	ready := func(msg string) {
+		if o.Ready != nil {
+			fmt.Fprintln(o.Ready, msg)
+			o.Ready.Close()
+			o.Ready = nil
+		}
+	}
+	defer func() {
+		if err != nil {
+			ready("error: " + err.Error())
+		}
+	}()
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+
+	sb, err := StartSandbox(ctx, o.Sandbox)
+	if err != nil {
+		return err
+	}
+	svc := &monitorService{AgentService: sb.Agent(), destroy: make(chan struct{}), done: make(chan error, 1)}
+	srv, err := ttrpc.NewServer()
+	if err != nil {
+		_ = sb.Stop(context.Background())
+		return fmt.Errorf("monitor %s: %w", sb.ID, err)
+	}
+	agentproto.RegisterAgentService(srv, svc)
+	sock := filepath.Join(sb.Dir, monitorSocket)
+	l, err := listenUnix(sock)
+	if err != nil {
+		_ = sb.Stop(context.Background())
+		return fmt.Errorf("monitor %s: %w", sb.ID, err)
+	}
+	go func() { _ = srv.Serve(context.Background(), l) }()
+	self, _ := RefOf(os.Getpid())
+	info := SandboxInfo{ID: sb.ID, MonitorPID: os.Getpid(), QEMUPID: sb.VM().PID(), Accel: sb.Accel.Name,
+		AccelWhy: sb.Accel.Reason, Timings: sb.Timings, Started: time.Now(), Monitor: self}
+	if err := writeJSON(filepath.Join(sb.Dir, sandboxInfo), info); err != nil {
+		srv.Close()
+		_ = sb.Stop(context.Background())
+		return fmt.Errorf("monitor %s: %w", sb.ID, err)
+	}
+	ready("ok")
+
+	var why string
+	select {
+	case <-svc.destroy:
+		why = "destroyed"
+	case <-sb.VM().Done():
+		why = "qemu exited"
+	case s := <-sigs:
+		why = "signal " + s.String()
+	}
+	o.Log.Debug("monitor stopping", "sandbox", sb.ID, "why", why)
+	stopErr := sb.Stop(context.Background())
+	svc.finish(stopErr)
+	// Let the destroy call's reply leave before the server goes.
+	time.Sleep(20 * time.Millisecond)
+	srv.Close()
+	return stopErr
+}
+
+// monitorService forwards every agent call to the sandbox's one agent
+// connection, except DestroySandbox, which stops the whole sandbox.
+type monitorService struct {
+	agentproto.AgentService
+	once    sync.Once
+	destroy chan struct{}
+	done    chan error
+}
+
+func (m *monitorService) DestroySandbox(ctx context.Context, _ *agentproto.DestroySandboxRequest) (*agentproto.Empty, error) {
+	m.once.Do(func() { close(m.destroy) })
+	select {
+	case err := <-m.done:
+		m.done <- err
+		if err != nil {
+			return nil, err
+		}
+		return &agentproto.Empty{}, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (m *monitorService) finish(err error) { m.done <- err }
+
+func listenUnix(path string) (net.Listener, error) {
+	_ = os.Remove(path)
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		l.Close()
+		return nil, err
+	}
+	return l, nil
+}
+
+func writeJSON(path string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// DialMonitor connects to a sandbox's monitor, failing at once with
+// ErrSandboxGone when nobody serves there.
+func DialMonitor(store *Store, sid string) (*agentproto.Client, error) {
+	conn, err := net.DialTimeout("unix", filepath.Join(store.SandboxDir(sid), monitorSocket), 5*time.Second)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) {
+			return nil, fmt.Errorf("%w: %s", ErrSandboxGone, sid)
+		}
+		return nil, fmt.Errorf("dial monitor of %s: %w", sid, err)
+	}
+	return agentproto.NewClient(conn), nil
+}
+
+// ReadSandboxInfo reads what a sandbox's monitor published.
+func ReadSandboxInfo(store *Store, sid string) (*SandboxInfo, error) {
+	b, err := os.ReadFile(filepath.Join(store.SandboxDir(sid), sandboxInfo))
+	if err != nil {
+		return nil, err
+	}
+	var info SandboxInfo
+	if err := json.Unmarshal(b, &info); err != nil {
+		return nil, err
+	}
+	return &info, nil
+}

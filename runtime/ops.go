@@ -1,0 +1,288 @@
+package runtime
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/hull-runtime/hull/agentproto"
+)
+
+// load reads a container's state with its status brought up to date.
+func (r *Runtime) load(id string) (*ContainerState, error) {
+	st, err := r.Store.Load(id)
+	if err != nil {
+		return nil, err
+	}
+	refresh(st)
+	return st, nil
+}
+
+// transition checks op against the container's status under its lock, runs
+// do, and saves the status op leads to.
+func (r *Runtime) transition(id string, op Op, do func(*ContainerState, *Guest) error) error {
+	unlock, err := r.Store.Lock(id)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	st, err := r.load(id)
+	if err != nil {
+		return err
+	}
+	next, err := st.Status.Next(op)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", op, id, err)
+	}
+	g, closeGuest, err := r.guest(st.SandboxID)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", op, id, err)
+	}
+	defer closeGuest()
+	if err := do(st, g); err != nil {
+		return fmt.Errorf("%s %s: %w", op, id, err)
+	}
+	if next != st.Status {
+		st.Status = next
+		return r.Store.Save(st)
+	}
+	return nil
+}
+
+// State returns the OCI state of a container.
+func (r *Runtime) State(id string) (specs.State, *ContainerState, error) {
+	st, err := r.load(id)
+	if err != nil {
+		return specs.State{}, nil, err
+	}
+	return OCIState(st), st, nil
+}
+
+// List returns every container's state, sorted by ID.
+func (r *Runtime) List() ([]*ContainerState, error) {
+	ids, err := r.Store.IDs()
+	if err != nil {
+		return nil, err
+	}
+	var out []*ContainerState
+	for _, id := range ids {
+		st, err := r.load(id)
+		if err != nil {
+			continue // being created or deleted right now
+		}
+		out = append(out, st)
+	}
+	return out, nil
+}
+
+// Start runs a created container's process, then its poststart hooks.
+func (r *Runtime) Start(ctx context.Context, id string) error {
+	var spec *specs.Spec
+	err := r.transition(id, OpStart, func(st *ContainerState, g *Guest) error {
+		var err error
+		if spec, err = LoadSpec(st.Bundle); err != nil {
+			return err
+		}
+		// startContainer hooks would run inside the container, in the
+		// guest, where host paths mean nothing: they are not supported.
+		return g.StartContainer(ctx, id)
+	})
+	if err != nil {
+		return err
+	}
+	if spec.Hooks != nil && len(spec.Hooks.Poststart) > 0 {
+		_, st, err := r.State(id)
+		if err != nil {
+			return err
+		}
+		if err := RunHooks(ctx, "poststart", spec.Hooks.Poststart, OCIState(st)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Kill sends sig to the container's init process, or with all to every
+// process of it.
+func (r *Runtime) Kill(ctx context.Context, id string, sig unix.Signal, all bool) error {
+	st, err := r.load(id)
+	if err != nil {
+		return err
+	}
+	if _, err := st.Status.Next(OpKill); err != nil {
+		return err
+	}
+	g, closeGuest, err := r.guest(st.SandboxID)
+	if err != nil {
+		if errors.Is(err, ErrSandboxGone) {
+			return ErrNotRunning
+		}
+		return err
+	}
+	defer closeGuest()
+	rctx, cancel := g.ctx(ctx)
+	defer cancel()
+	if _, err := g.Agent.SignalProcess(rctx, &agentproto.SignalProcessRequest{ContainerId: id, Signal: uint32(sig), All: all}); err != nil {
+		if isNotFound(err) {
+			return ErrNotRunning
+		}
+		return fmt.Errorf("kill %s: %w", id, err)
+	}
+	return nil
+}
+
+// Delete removes a stopped container (any container with force, killing it
+// first); deleting a sandbox's own container destroys the VM.
+func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
+	unlock, err := r.Store.Lock(id)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	st, err := r.load(id)
+	if err != nil {
+		if force && errors.Is(err, ErrNotFound) {
+			// A create that died half-way leaves no state file.
+			return r.cleanupPartial(ctx, id)
+		}
+		return err
+	}
+	if _, err := st.Status.Next(OpDelete); err != nil && !force {
+		return fmt.Errorf("cannot delete container %s that is not stopped: %s", id, st.Status)
+	}
+	g, closeGuest, gerr := r.guest(st.SandboxID)
+	if gerr == nil {
+		defer closeGuest()
+		if st.Status != Stopped {
+			rctx, cancel := g.ctx(ctx)
+			_, _ = g.Agent.SignalProcess(rctx, &agentproto.SignalProcessRequest{ContainerId: id, Signal: uint32(unix.SIGKILL), All: true})
+			cancel()
+		}
+	}
+	waitGone(st.Proxy, 10*time.Second)
+	if st.Proxy.Alive() {
+		_ = unix.Kill(st.Proxy.PID, unix.SIGKILL)
+	}
+	for _, e := range st.Execs {
+		if e.Alive() {
+			_ = unix.Kill(e.PID, unix.SIGKILL)
+		}
+	}
+	_, owner := SandboxOf(id, st.Annotations)
+	if gerr == nil && !owner {
+		if err := g.RemoveContainer(ctx, id, true); err != nil {
+			return fmt.Errorf("delete %s: %w", id, err)
+		}
+	}
+	if owner {
+		if err := r.destroySandbox(ctx, st.SandboxID); err != nil {
+			return fmt.Errorf("delete %s: %w", id, err)
+		}
+	}
+	if spec, err := LoadSpec(st.Bundle); err == nil && spec.Hooks != nil {
+		st.Status = Stopped
+		if err := RunHooks(ctx, "poststop", spec.Hooks.Poststop, OCIState(st)); err != nil {
+			r.Log.Warn("poststop hook", "container", id, "err", err)
+		}
+	}
+	return r.Store.Remove(id)
+}
+
+// cleanupPartial removes what an interrupted create left behind.
+func (r *Runtime) cleanupPartial(ctx context.Context, id string) error {
+	if _, err := os.Stat(r.Store.SandboxDir(id)); err == nil {
+		if err := r.destroySandbox(ctx, id); err != nil {
+			return err
+		}
+	}
+	return r.Store.Remove(id)
+}
+
+// Pause freezes the container's processes.
+func (r *Runtime) Pause(ctx context.Context, id string) error {
+	return r.transition(id, OpPause, func(st *ContainerState, g *Guest) error {
+		rctx, cancel := g.ctx(ctx)
+		defer cancel()
+		_, err := g.Agent.PauseContainer(rctx, &agentproto.ContainerRequest{ContainerId: id})
+		return err
+	})
+}
+
+// Resume thaws a paused container.
+func (r *Runtime) Resume(ctx context.Context, id string) error {
+	return r.transition(id, OpResume, func(st *ContainerState, g *Guest) error {
+		rctx, cancel := g.ctx(ctx)
+		defer cancel()
+		_, err := g.Agent.ResumeContainer(rctx, &agentproto.ContainerRequest{ContainerId: id})
+		return err
+	})
+}
+
+// Update changes the container's resource limits in the guest.
+func (r *Runtime) Update(ctx context.Context, id string, res *specs.LinuxResources) error {
+	b, err := json.Marshal(res)
+	if err != nil {
+		return err
+	}
+	return r.transition(id, OpUpdate, func(st *ContainerState, g *Guest) error {
+		rctx, cancel := g.ctx(ctx)
+		defer cancel()
+		_, err := g.Agent.UpdateContainer(rctx, &agentproto.UpdateContainerRequest{ContainerId: id, Resources: b})
+		return err
+	})
+}
+
+// Stats reads the container's resource usage in the guest.
+func (r *Runtime) Stats(ctx context.Context, id string) (*agentproto.StatsContainerResponse, error) {
+	var out *agentproto.StatsContainerResponse
+	err := r.transition(id, OpStats, func(st *ContainerState, g *Guest) error {
+		rctx, cancel := g.ctx(ctx)
+		defer cancel()
+		var err error
+		out, err = g.Agent.StatsContainer(rctx, &agentproto.ContainerRequest{ContainerId: id})
+		return err
+	})
+	return out, err
+}
+
+// Ps returns the host PIDs standing for the container's processes (its
+// proxies) and the guest PIDs of all its processes.
+func (r *Runtime) Ps(ctx context.Context, id string) (host []int, guest []int, err error) {
+	st, err := r.load(id)
+	if err != nil {
+		return nil, nil, err
+	}
+	if st.Status == Stopped {
+		return []int{}, []int{}, nil
+	}
+	host = []int{}
+	if st.Proxy.Alive() {
+		host = append(host, st.Proxy.PID)
+	}
+	for _, e := range st.Execs {
+		if e.Alive() {
+			host = append(host, e.PID)
+		}
+	}
+	g, closeGuest, err := r.guest(st.SandboxID)
+	if err != nil {
+		return host, nil, nil
+	}
+	defer closeGuest()
+	rctx, cancel := g.ctx(ctx)
+	defer cancel()
+	resp, err := g.Agent.ListProcesses(rctx, &agentproto.ContainerRequest{ContainerId: id})
+	if err != nil {
+		return host, nil, fmt.Errorf("ps %s: %w", id, err)
+	}
+	for _, p := range resp.Pids {
+		guest = append(guest, int(p))
+	}
+	return host, guest, nil
+}

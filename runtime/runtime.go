@@ -1,0 +1,246 @@
+package runtime
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/hull-runtime/hull/agentproto"
+)
+
+// Runtime carries out the runc-compatible operations; cmd/hull is a thin CLI
+// over it.
+type Runtime struct {
+	Store  *Store
+	Config Config
+	// Self is the hull binary, re-executed for monitors and proxies.
+	Self string
+	// ChildArgs are the global flags children are started with (--root,
+	// --config, --log, --debug).
+	ChildArgs []string
+	Log       *slog.Logger
+}
+
+// Hidden subcommands that run a sandbox monitor and a process proxy.
+const (
+	MonitorCommand = "__monitor"
+	ProxyCommand   = "__proxy"
+)
+
+// Pod annotations of CRI-O and containerd's CRI.
+const (
+	crioContainerType = "io.kubernetes.cri-o.ContainerType"
+	crioSandboxID     = "io.kubernetes.cri-o.SandboxID"
+	criContainerType  = "io.kubernetes.cri.container-type"
+	criSandboxID      = "io.kubernetes.cri.sandbox-id"
+)
+
+// SandboxOf tells which sandbox a container belongs to and whether it is the
+// one that creates it: a pod's app containers join the VM of their sandbox
+// container; without pod annotations (docker) each container is its own.
+func SandboxOf(id string, annotations map[string]string) (sid string, owner bool) {
+	for _, k := range [][2]string{{crioContainerType, crioSandboxID}, {criContainerType, criSandboxID}} {
+		if t, ok := annotations[k[0]]; ok && t == "container" {
+			if s := annotations[k[1]]; s != "" && s != id {
+				return s, false
+			}
+		}
+	}
+	return id, true
+}
+
+// guest returns the operations on a running sandbox; close it after use.
+func (r *Runtime) guest(sid string) (*Guest, func(), error) {
+	c, err := DialMonitor(r.Store, sid)
+	if err != nil {
+		return nil, nil, err
+	}
+	g := &Guest{Agent: c, Share: NewShare(filepath.Join(r.Store.SandboxDir(sid), shareDir)), Timeout: r.Config.Timeouts.Request.Duration}
+	return g, func() { c.Close() }, nil
+}
+
+// refresh turns a status whose process is gone into stopped.
+func refresh(st *ContainerState) {
+	switch st.Status {
+	case Created, Running, Paused:
+		if !st.Proxy.Alive() {
+			st.Status = Stopped
+		}
+	}
+}
+
+// OCIState is the state the OCI spec defines, as `state` prints it and as
+// hooks receive it.
+func OCIState(st *ContainerState) specs.State {
+	pid := st.Proxy.PID
+	if st.Status == Stopped {
+		pid = 0
+	}
+	return specs.State{Version: specs.Version, ID: st.ID, Status: specs.ContainerState(st.Status), Pid: pid,
+		Bundle: st.Bundle, Annotations: st.Annotations}
+}
+
+// spawnMonitor starts the monitor of a new sandbox and waits until it serves.
+func (r *Runtime) spawnMonitor(ctx context.Context, sid string, spec *specs.Spec) error {
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	defer pr.Close()
+	vcpus, mem := r.sizeVM(spec)
+	args := append(append([]string{}, r.ChildArgs...), MonitorCommand, "--id", sid,
+		"--vcpus", fmt.Sprint(vcpus), "--memory", fmt.Sprint(mem))
+	cmd := exec.Command(r.Self, args...)
+	cmd.ExtraFiles = []*os.File{pw}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	cmd.Dir = "/"
+	if err := cmd.Start(); err != nil {
+		pw.Close()
+		return fmt.Errorf("start monitor of %s: %w", sid, err)
+	}
+	pw.Close()
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	line := make(chan string, 1)
+	go func() {
+		s, _ := bufio.NewReader(pr).ReadString('\n')
+		line <- strings.TrimSpace(s)
+	}()
+	timeout := r.Config.Timeouts.Boot.Duration + r.Config.Timeouts.QMP.Duration + 10*time.Second
+	select {
+	case l := <-line:
+		if l == "ok" {
+			return nil
+		}
+		<-exited
+		if l == "" {
+			return fmt.Errorf("monitor of %s exited before the sandbox was ready", sid)
+		}
+		return errors.New(strings.TrimPrefix(l, "error: "))
+	case <-time.After(timeout):
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		<-exited
+		return fmt.Errorf("sandbox %s not ready within %s", sid, timeout)
+	case <-ctx.Done():
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		<-exited
+		return ctx.Err()
+	}
+}
+
+// sizeVM derives the VM's vCPUs and memory from the spec: the container's
+// memory limit plus a fixed overhead for the guest kernel and agent (not on
+// top of a 2 GiB default as Kata does), and its CPU quota rounded up.
+func (r *Runtime) sizeVM(spec *specs.Spec) (vcpus, memMiB int) {
+	h := r.Config.Hypervisor
+	vcpus, memMiB = h.DefaultVCPUs, h.DefaultMemory
+	if spec.Linux == nil || spec.Linux.Resources == nil {
+		return
+	}
+	res := spec.Linux.Resources
+	if res.Memory != nil && res.Memory.Limit != nil && *res.Memory.Limit > 0 {
+		memMiB = int((*res.Memory.Limit+(1<<20)-1)>>20) + h.MemoryOverhead
+	}
+	if res.CPU != nil && res.CPU.Quota != nil && *res.CPU.Quota > 0 && res.CPU.Period != nil && *res.CPU.Period > 0 {
+		n := int((*res.CPU.Quota + int64(*res.CPU.Period) - 1) / int64(*res.CPU.Period))
+		if n > vcpus {
+			vcpus = n
+		}
+	}
+	if vcpus > 64 {
+		vcpus = 64
+	}
+	return
+}
+
+// ProxySpec describes a proxy to spawn.
+type ProxySpec struct {
+	SandboxID, ID, ExecID string
+	Terminal              bool
+	// Stdio are the proxy's fds 0, 1, 2.
+	Stdio [3]*os.File
+}
+
+// spawnProxy starts a proxy; it keeps running after hull exits and is
+// reparented to the caller's subreaper.
+func (r *Runtime) spawnProxy(p ProxySpec) (ProcessRef, error) {
+	args := append(append([]string{}, r.ChildArgs...), ProxyCommand, "--sandbox", p.SandboxID, "--id", p.ID)
+	if p.ExecID != "" {
+		args = append(args, "--exec", p.ExecID)
+	}
+	if p.Terminal {
+		args = append(args, "--tty")
+	}
+	cmd := exec.Command(r.Self, args...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = p.Stdio[0], p.Stdio[1], p.Stdio[2]
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if p.Terminal {
+		cmd.SysProcAttr.Setctty = true
+		cmd.SysProcAttr.Ctty = 0
+	}
+	if err := cmd.Start(); err != nil {
+		return ProcessRef{}, fmt.Errorf("start proxy of %s: %w", p.ID, err)
+	}
+	ref, err := RefOf(cmd.Process.Pid)
+	if err != nil {
+		// It already exited; its PID still names it until reaped.
+		ref = ProcessRef{PID: cmd.Process.Pid}
+	}
+	_ = cmd.Process.Release()
+	return ref, nil
+}
+
+// destroySandbox asks a sandbox's monitor to tear everything down and waits
+// for it to be gone.
+func (r *Runtime) destroySandbox(ctx context.Context, sid string) error {
+	info, _ := ReadSandboxInfo(r.Store, sid)
+	c, err := DialMonitor(r.Store, sid)
+	if err == nil {
+		dctx, cancel := context.WithTimeout(ctx, r.Config.Timeouts.Powerdown.Duration+r.Config.Timeouts.Quit.Duration+10*time.Second)
+		_, err = c.DestroySandbox(dctx, &agentproto.DestroySandboxRequest{})
+		cancel()
+		c.Close()
+	}
+	if info != nil {
+		waitGone(info.Monitor, 10*time.Second)
+		if info.Monitor.Alive() {
+			_ = syscall.Kill(info.Monitor.PID, syscall.SIGKILL)
+			waitGone(info.Monitor, 5*time.Second)
+		}
+	}
+	// A monitor that died uncleanly leaves its directory; clear it.
+	if _, serr := os.Stat(r.Store.SandboxDir(sid)); serr == nil {
+		share := NewShare(filepath.Join(r.Store.SandboxDir(sid), shareDir))
+		if terr := share.Teardown(); terr != nil {
+			return fmt.Errorf("destroy sandbox %s: %w", sid, terr)
+		}
+		if rerr := os.RemoveAll(r.Store.SandboxDir(sid)); rerr != nil {
+			return fmt.Errorf("destroy sandbox %s: %w", sid, rerr)
+		}
+	}
+	if err != nil && !errors.Is(err, ErrSandboxGone) {
+		r.Log.Debug("destroy sandbox", "sandbox", sid, "err", err)
+	}
+	return nil
+}
+
+func waitGone(p ProcessRef, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for p.Alive() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return true
+}

@@ -1,0 +1,237 @@
+package runtime
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Sentinel errors callers branch on; cmd/hull maps them to runc's wording.
+var (
+	ErrNotFound      = errors.New("container does not exist")
+	ErrExists        = errors.New("container already exists")
+	ErrNotRunning    = errors.New("container not running")
+	ErrInvalidID     = errors.New("invalid container id")
+	ErrWrongStatus   = errors.New("operation not allowed in this status")
+	ErrSandboxGone   = errors.New("sandbox is not running")
+	ErrNoSuchProcess = errors.New("no such process")
+)
+
+// ContainerState is what hull keeps on disk for one container.
+type ContainerState struct {
+	ID          string            `json:"id"`
+	Bundle      string            `json:"bundle"`
+	Rootfs      string            `json:"rootfs"`
+	SandboxID   string            `json:"sandboxId"`
+	Status      Status            `json:"status"`
+	Created     time.Time         `json:"created"`
+	Owner       string            `json:"owner"`
+	Annotations map[string]string `json:"annotations,omitempty"`
+	// Proxy is the host process standing for the container's init (the
+	// PID written to --pid-file).
+	Proxy ProcessRef `json:"proxy"`
+	// Execs are the proxies of detached exec processes.
+	Execs map[string]ProcessRef `json:"execs,omitempty"`
+}
+
+// ProcessRef names a host process robustly against PID reuse.
+type ProcessRef struct {
+	PID       int    `json:"pid"`
+	StartTime uint64 `json:"startTime"`
+}
+
+// Alive reports whether the referenced process still runs (and is not a
+// zombie or a newer process that reused the PID).
+func (p ProcessRef) Alive() bool {
+	if p.PID <= 0 {
+		return false
+	}
+	st, state, err := procStat(p.PID)
+	if err != nil || state == "Z" || state == "X" {
+		return false
+	}
+	return st == p.StartTime
+}
+
+// RefOf returns a ProcessRef for a running PID.
+func RefOf(pid int) (ProcessRef, error) {
+	st, _, err := procStat(pid)
+	if err != nil {
+		return ProcessRef{}, err
+	}
+	return ProcessRef{PID: pid, StartTime: st}, nil
+}
+
+// procStat returns a process's start time (field 22) and state (field 3).
+func procStat(pid int) (uint64, string, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, "", err
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, "", fmt.Errorf("parse /proc/%d/stat", pid)
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 20 {
+		return 0, "", fmt.Errorf("parse /proc/%d/stat", pid)
+	}
+	st, err := strconv.ParseUint(f[19], 10, 64)
+	return st, f[0], err
+}
+
+// Store keeps container state under a root directory (--root):
+// containers/<id>/state.json and sandboxes/<id>/.
+type Store struct {
+	Root string
+}
+
+// maxIDLen bounds container IDs, as runc does in practice.
+const maxIDLen = 1024
+
+// ValidateID refuses IDs that are empty, too long or could name another path.
+func ValidateID(id string) error {
+	if id == "" || len(id) > maxIDLen || id == "." || id == ".." || strings.ContainsAny(id, "/\\\x00") || strings.Contains(id, "..") {
+		return fmt.Errorf("%w %q", ErrInvalidID, truncate(id, 64))
+	}
+	for _, r := range id {
+		if r < 0x20 || r == 0x7f {
+			return fmt.Errorf("%w %q", ErrInvalidID, truncate(id, 64))
+		}
+	}
+	return nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+// ContainerDir is the directory of one container's state.
+func (s *Store) ContainerDir(id string) string { return filepath.Join(s.Root, "containers", id) }
+
+// SandboxDir is the directory of one sandbox (its monitor, QEMU, share).
+func (s *Store) SandboxDir(id string) string { return filepath.Join(s.Root, "sandboxes", id) }
+
+// Lock takes the container's exclusive lock; unlock with the returned func.
+func (s *Store) Lock(id string) (func(), error) {
+	f, err := os.OpenFile(filepath.Join(s.ContainerDir(id), "lock"), os.O_CREATE|os.O_RDWR|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
+		}
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock %s: %w", id, err)
+	}
+	return func() { f.Close() }, nil
+}
+
+// Reserve creates the container's directory; it fails with ErrExists if the
+// ID is taken.
+func (s *Store) Reserve(id string) error {
+	if err := ValidateID(id); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Join(s.Root, "containers"), 0o700); err != nil {
+		return err
+	}
+	if err := os.Chmod(s.Root, 0o700); err != nil {
+		return err
+	}
+	if err := os.Mkdir(s.ContainerDir(id), 0o700); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return fmt.Errorf("%w: %s", ErrExists, id)
+		}
+		return err
+	}
+	return nil
+}
+
+// Save writes the state atomically.
+func (s *Store) Save(st *ContainerState) error {
+	b, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	dir := s.ContainerDir(st.ID)
+	tmp, err := os.CreateTemp(dir, ".state-*")
+	if err != nil {
+		return fmt.Errorf("save state of %s: %w", st.ID, err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		return fmt.Errorf("save state of %s: %w", st.ID, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("save state of %s: %w", st.ID, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("save state of %s: %w", st.ID, err)
+	}
+	if err := os.Rename(tmp.Name(), filepath.Join(dir, "state.json")); err != nil {
+		return fmt.Errorf("save state of %s: %w", st.ID, err)
+	}
+	return nil
+}
+
+// Load reads a container's state.
+func (s *Store) Load(id string) (*ContainerState, error) {
+	if err := ValidateID(id); err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(filepath.Join(s.ContainerDir(id), "state.json"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load state of %s: %w", id, err)
+	}
+	var st ContainerState
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, fmt.Errorf("load state of %s: %w", id, err)
+	}
+	return &st, nil
+}
+
+// Remove deletes a container's state directory.
+func (s *Store) Remove(id string) error {
+	if err := ValidateID(id); err != nil {
+		return err
+	}
+	return os.RemoveAll(s.ContainerDir(id))
+}
+
+// IDs lists the containers in the store, sorted.
+func (s *Store) IDs() ([]string, error) {
+	entries, err := os.ReadDir(filepath.Join(s.Root, "containers"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	for _, e := range entries {
+		if e.IsDir() {
+			ids = append(ids, e.Name())
+		}
+	}
+	sort.Strings(ids)
+	return ids, nil
+}
