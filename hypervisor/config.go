@@ -139,7 +139,7 @@ func (c *Config) Args() []string {
 		{"-cpu", []prop{p("", c.CPUModel)}},
 		{"-smp", []prop{p("", strconv.Itoa(c.VCPUs))}},
 		{"-m", []prop{p("", strconv.Itoa(c.MemoryMiB)+"M")}},
-		{"-qmp", []prop{p("", "unix:"+c.QMPSocket), p("server", "on"), p("wait", "off")}},
+		{"-qmp", []prop{p("", "unix:"+qemuEscape(c.QMPSocket)), p("server", "on"), p("wait", "off")}},
 		{"-chardev", []prop{p("", "file"), p("id", "console0"), p("path", c.ConsoleLog)}},
 		{"-serial", []prop{p("", "chardev:console0")}},
 		{"-kernel", []prop{p("", c.Kernel)}},

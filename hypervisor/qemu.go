@@ -119,7 +119,7 @@ func (q *QEMU) connectQMP(ctx context.Context) error {
 				q.monMu.Lock()
 				q.mon = mon
 				q.monMu.Unlock()
-				status, err := q.Status()
+				status, err := q.status(ctx)
 				if err != nil {
 					return err
 				}
@@ -182,7 +182,13 @@ func (q *QEMU) WaitAgentPort(ctx context.Context) error {
 
 // Status returns QEMU's run state ("running", "paused", ...).
 func (q *QEMU) Status() (string, error) {
-	raw, err := q.run("query-status", nil)
+	ctx, cancel := context.WithTimeout(context.Background(), q.timeouts.QMP)
+	defer cancel()
+	return q.status(ctx)
+}
+
+func (q *QEMU) status(ctx context.Context) (string, error) {
+	raw, err := q.run(ctx, "query-status", nil)
 	if err != nil {
 		return "", err
 	}
@@ -195,8 +201,9 @@ func (q *QEMU) Status() (string, error) {
 	return st.Status, nil
 }
 
-// run executes one QMP command and returns its "return" value.
-func (q *QEMU) run(command string, args any) (json.RawMessage, error) {
+// run executes one QMP command and returns its "return" value; it gives up
+// when ctx ends or QEMU exits.
+func (q *QEMU) run(ctx context.Context, command string, args any) (json.RawMessage, error) {
 	q.monMu.Lock()
 	mon := q.mon
 	q.monMu.Unlock()
@@ -225,6 +232,8 @@ func (q *QEMU) run(command string, args any) (json.RawMessage, error) {
 	case r = <-ch:
 	case <-q.done:
 		return nil, fmt.Errorf("qmp %s: %w", command, ErrExited)
+	case <-ctx.Done():
+		return nil, fmt.Errorf("qmp %s: %w", command, ctx.Err())
 	}
 	if r.err != nil {
 		return nil, fmt.Errorf("qmp %s: %w", command, r.err)
@@ -239,14 +248,15 @@ func (q *QEMU) run(command string, args any) (json.RawMessage, error) {
 }
 
 // Pause stops the vCPUs.
-func (q *QEMU) Pause() error {
-	_, err := q.run("stop", nil)
-	return err
-}
+func (q *QEMU) Pause() error { return q.simple("stop") }
 
 // Resume restarts the vCPUs.
-func (q *QEMU) Resume() error {
-	_, err := q.run("cont", nil)
+func (q *QEMU) Resume() error { return q.simple("cont") }
+
+func (q *QEMU) simple(command string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), q.timeouts.QMP)
+	defer cancel()
+	_, err := q.run(ctx, command, nil)
 	return err
 }
 
@@ -258,25 +268,25 @@ func (q *QEMU) Stop(ctx context.Context) error {
 		return nil
 	}
 	steps := []struct {
-		name string
-		do   func() error
-		wait time.Duration
+		command string
+		wait    time.Duration
 	}{
-		{"system_powerdown", func() error { _, err := q.run("system_powerdown", nil); return err }, q.timeouts.Powerdown},
-		{"quit", func() error { _, err := q.run("quit", nil); return err }, q.timeouts.Quit},
+		{"system_powerdown", q.timeouts.Powerdown},
+		{"quit", q.timeouts.Quit},
 	}
 	for _, s := range steps {
 		if q.exited() || ctx.Err() != nil {
 			break
 		}
-		if err := s.do(); err != nil && !errors.Is(err, ErrExited) {
-			q.log.Debug("stop qemu", "step", s.name, "err", err)
+		sctx, cancel := context.WithTimeout(ctx, s.wait)
+		if _, err := q.run(sctx, s.command, nil); err != nil && !errors.Is(err, ErrExited) {
+			q.log.Debug("stop qemu", "step", s.command, "err", err)
 		}
 		select {
 		case <-q.done:
-		case <-ctx.Done():
-		case <-time.After(s.wait):
+		case <-sctx.Done():
 		}
+		cancel()
 	}
 	q.kill()
 	q.closeMonitor()

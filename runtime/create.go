@@ -163,8 +163,9 @@ func sendPty(socket string) (*os.File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open pty %s: %w", slavePath, err)
 	}
-	if sc, err := console.ConsoleFromFile(slave); err == nil {
-		_ = sc.SetRaw()
+	if err := makeRaw(slave); err != nil {
+		slave.Close()
+		return nil, fmt.Errorf("pty %s: %w", slavePath, err)
 	}
 	if err := sendFd(socket, slavePath, master); err != nil {
 		slave.Close()
@@ -188,4 +189,20 @@ func sendFd(path, name string, f console.File) error {
 		return fmt.Errorf("send pty to %s: %w", path, err)
 	}
 	return nil
+}
+
+// makeRaw puts a terminal fully in raw mode, output processing included: the
+// bytes are already the guest terminal's, and must pass through unchanged.
+func makeRaw(f *os.File) error {
+	t, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	if err != nil {
+		return err
+	}
+	t.Iflag &^= unix.IGNBRK | unix.BRKINT | unix.PARMRK | unix.ISTRIP | unix.INLCR | unix.IGNCR | unix.ICRNL | unix.IXON
+	t.Oflag &^= unix.OPOST
+	t.Lflag &^= unix.ECHO | unix.ECHONL | unix.ICANON | unix.ISIG | unix.IEXTEN
+	t.Cflag &^= unix.CSIZE | unix.PARENB
+	t.Cflag |= unix.CS8
+	t.Cc[unix.VMIN], t.Cc[unix.VTIME] = 1, 0
+	return unix.IoctlSetTermios(int(f.Fd()), unix.TCSETS, t)
 }

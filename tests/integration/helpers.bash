@@ -1,0 +1,122 @@
+# Shared set-up for hull's bats suites. Every suite boots real VMs under QEMU
+# and needs root; without them it fails (never skips).
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+BUILD=${HULL_BUILD:-$REPO/build}
+HULL_BIN=${HULL_BIN:-$BUILD/hull}
+RECVTTY=$BUILD/recvtty
+
+require_host() {
+  [ "$(id -u)" = 0 ] || { echo "hull integration tests need root" >&2; return 1; }
+  command -v qemu-system-x86_64 >/dev/null || { echo "qemu-system-x86_64 missing" >&2; return 1; }
+  command -v jq >/dev/null || { echo "jq missing" >&2; return 1; }
+  for f in "$HULL_BIN" "$BUILD/vmlinuz-hull" "$BUILD/initrd-hull.img" "$RECVTTY"; do
+    [ -e "$f" ] || { echo "$f missing: run make" >&2; return 1; }
+  done
+}
+
+# setup_hull gives each test its own state root, config and bundle dir.
+setup_hull() {
+  require_host
+  T=$(mktemp -d /tmp/hull-bats.XXXXXX)
+  ROOT=$T/root
+  export HULL_CONFIG=$T/hull.toml
+  cat > "$HULL_CONFIG" <<TOML
+[hypervisor]
+accel = "${HULL_ACCEL:-tcg}"
+kernel = "${HULL_KERNEL:-$BUILD/vmlinuz-hull}"
+initrd = "${HULL_INITRD:-$BUILD/initrd-hull.img}"
+default_memory = 256
+TOML
+}
+
+hull() { "$HULL_BIN" --root "$ROOT" "$@"; }
+
+# make_bundle DIR ARGS... makes a busybox-static bundle running ARGS.
+make_bundle() {
+  local dir=$1; shift
+  mkdir -p "$dir/rootfs"/{bin,proc,sys,dev,tmp,etc,data,www}
+  cp /bin/busybox "$dir/rootfs/bin/busybox"
+  for a in $(/bin/busybox --list); do
+    [ "$a" = busybox ] || ln -sf busybox "$dir/rootfs/bin/$a"
+  done
+  (cd "$dir" && "$HULL_BIN" spec)
+  local args
+  args=$(printf '%s\n' "$@" | jq -R . | jq -s .)
+  edit_spec "$dir" ".process.terminal = false | .root.readonly = false | .process.args = $args"
+}
+
+# edit_spec DIR JQ-FILTER edits DIR/config.json in place.
+edit_spec() {
+  jq "$2" "$1/config.json" > "$1/config.json.new" && mv "$1/config.json.new" "$1/config.json"
+}
+
+# wait_status ID STATUS [SECONDS]
+wait_status() {
+  local i
+  for i in $(seq 1 $(( ${3:-30} * 10 ))); do
+    [ "$(hull state "$1" 2>/dev/null | jq -r .status)" = "$2" ] && return 0
+    sleep 0.1
+  done
+  echo "container $1 never reached $2 (now: $(hull state "$1" 2>&1))" >&2
+  return 1
+}
+
+# wait_file FILE PATTERN [SECONDS]
+wait_file() {
+  local i
+  for i in $(seq 1 $(( ${3:-30} * 10 ))); do
+    grep -q -- "$2" "$1" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "$1 never contained '$2'; it has: $(cat "$1" 2>&1)" >&2
+  return 1
+}
+
+# wait_exists FILE [SECONDS]
+wait_exists() {
+  local i
+  for i in $(seq 1 $(( ${2:-30} * 10 ))); do
+    [ -e "$1" ] && return 0
+    sleep 0.1
+  done
+  echo "$1 never appeared" >&2
+  return 1
+}
+
+# leaks prints what a test left behind under $T: QEMU or hull processes,
+# mounts, state.
+leaks() {
+  local p
+  for p in $(pgrep -f -- "$T" || true); do
+    [ "$p" = "$$" ] && continue
+    echo "process $p: $(tr '\0' ' ' < /proc/$p/cmdline 2>/dev/null)"
+  done
+  grep -F -- "$T" /proc/self/mountinfo | sed 's/^/mount /' || true
+  [ -d "$ROOT/containers" ] && find "$ROOT/containers" -mindepth 1 -maxdepth 1 | sed 's/^/state /' || true
+  [ -d "$ROOT/sandboxes" ] && find "$ROOT/sandboxes" -mindepth 1 -maxdepth 1 | sed 's/^/sandbox /' || true
+}
+
+# teardown_hull deletes whatever the test left, then fails if anything of it
+# is still there.
+teardown_hull() {
+  [ -n "${ROOT:-}" ] || return 0
+  local id
+  for id in $(hull list -q 2>/dev/null); do hull delete --force "$id" >/dev/null 2>&1 || true; done
+  local left
+  left=$(leaks)
+  if [ -n "$left" ]; then
+    echo "LEAKED:" >&2; echo "$left" >&2
+    for p in $(pgrep -f -- "$T" || true); do kill -9 "$p" 2>/dev/null || true; done
+    grep -F -- "$T" /proc/self/mountinfo | awk '{print $5}' | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+    return 1
+  fi
+  rm -rf "$T"
+}
+
+# assert_no_leak fails the test now if something is left.
+assert_no_leak() {
+  local left
+  left=$(leaks)
+  [ -z "$left" ] || { echo "LEAKED: $left" >&2; return 1; }
+}
