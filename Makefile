@@ -6,13 +6,14 @@ GO ?= go
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/hull-runtime/hull/guest.Version=$(VERSION)
 
-.PHONY: all binaries guest agent kernel generic initrd proto test integration install clean
+.PHONY: all binaries guest agent kernel generic initrd proto test integration install demo clean
 
 all: binaries guest
 
 binaries:
 	@mkdir -p $(BUILD)
-	CGO_ENABLED=0 $(GO) build -ldflags '$(LDFLAGS)' -o $(BUILD)/ ./cmd/...
+	CGO_ENABLED=0 $(GO) build -ldflags '$(LDFLAGS) -X main.version=$(VERSION)' -o $(BUILD)/ ./cmd/...
+	CGO_ENABLED=0 $(GO) build -o $(BUILD)/recvtty ./tests/cmd/recvtty
 
 agent:
 	@mkdir -p $(BUILD)
@@ -45,6 +46,18 @@ test:
 
 integration: all
 	$(GO) test -tags integration -count=1 -v -timeout 20m ./tests/integration/
+
+# Binaries, the tuned guest and the configuration where the defaults look.
+install: all
+	install -D -m 0755 $(BUILD)/hull $(DESTDIR)$(PREFIX)/bin/hull
+	install -D -m 0644 $(BUILD)/vmlinuz-hull $(DESTDIR)$(PREFIX)/share/hull/vmlinuz
+	install -D -m 0644 $(BUILD)/initrd-hull.img $(DESTDIR)$(PREFIX)/share/hull/initrd.img
+	install -D -m 0644 $(BUILD)/vmlinuz-generic $(DESTDIR)$(PREFIX)/share/hull/vmlinuz-generic
+	install -D -m 0644 $(BUILD)/initrd-generic.img $(DESTDIR)$(PREFIX)/share/hull/initrd-generic.img
+	install -D -m 0644 configuration.toml $(DESTDIR)$(PREFIX)/share/hull/configuration.toml
+
+demo: install
+	bash scripts/demo.sh
 
 clean:
 	rm -rf $(BUILD)

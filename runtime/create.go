@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/containerd/console"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
 
@@ -64,21 +65,16 @@ func (r *Runtime) Create(ctx context.Context, req CreateRequest) (err error) {
 	if err := r.Store.Save(st); err != nil {
 		return err
 	}
-	if owner {
-		if err := r.spawnMonitor(ctx, sid, spec); err != nil {
-			return err
-		}
-		cleanups = append(cleanups, func() { _ = r.destroySandbox(context.Background(), sid) })
-	}
-	g, closeGuest, err := r.guest(sid)
+	nsPath, newNS, err := r.netnsOf(spec, sid, owner)
 	if err != nil {
 		return err
 	}
-	defer closeGuest()
-	if err := g.CreateContainer(ctx, req.ID, bundle, spec, true); err != nil {
-		return err
+	if newNS {
+		if err := CreateNetNS(nsPath); err != nil {
+			return err
+		}
+		cleanups = append(cleanups, func() { _ = RemoveNetNS(nsPath) })
 	}
-	cleanups = append(cleanups, func() { _ = g.RemoveContainer(context.Background(), req.ID, true) })
 
 	stdio := req.Stdio
 	for i, f := range []*os.File{os.Stdin, os.Stdout, os.Stderr} {
@@ -94,11 +90,15 @@ func (r *Runtime) Create(ctx context.Context, req CreateRequest) (err error) {
 		defer slave.Close()
 		stdio = [3]*os.File{slave, slave, slave}
 	}
-	st.Proxy, err = r.spawnProxy(ProxySpec{SandboxID: sid, ID: req.ID, Terminal: spec.Process.Terminal, Stdio: stdio})
+	// The proxy starts first, in the container's network namespace: its PID
+	// is the container's for the hooks, and Docker's prestart hook enters
+	// that PID's namespace to plug the veth in before the VM takes it over.
+	proxy, err := r.spawnProxy(ProxySpec{SandboxID: sid, ID: req.ID, Terminal: spec.Process.Terminal, Stdio: stdio, NetNS: nsPath})
 	if err != nil {
 		return err
 	}
-	cleanups = append(cleanups, func() { _ = unix.Kill(st.Proxy.PID, unix.SIGKILL) })
+	st.Proxy = proxy.Ref
+	cleanups = append(cleanups, proxy.Kill)
 
 	st.Status = Created
 	state := OCIState(st)
@@ -110,12 +110,52 @@ func (r *Runtime) Create(ctx context.Context, req CreateRequest) (err error) {
 			return err
 		}
 	}
+	if owner {
+		if err := r.spawnMonitor(ctx, sid, spec, nsPath); err != nil {
+			return err
+		}
+		cleanups = append(cleanups, func() { _ = r.destroySandbox(context.Background(), sid) })
+	}
+	g, closeGuest, err := r.guest(sid)
+	if err != nil {
+		return err
+	}
+	defer closeGuest()
+	if err := g.CreateContainer(ctx, req.ID, bundle, spec, true); err != nil {
+		return err
+	}
+	cleanups = append(cleanups, func() { _ = g.RemoveContainer(context.Background(), req.ID, true) })
+	if err := proxy.Go(); err != nil {
+		return err
+	}
 	if req.PidFile != "" {
 		if err := writePidFile(req.PidFile, st.Proxy.PID); err != nil {
 			return err
 		}
 	}
 	return r.Store.Save(st)
+}
+
+// netnsOf returns the network namespace a container uses: the spec's path,
+// or for a sandbox's first container asking for a new one, a namespace hull
+// creates (newNS). Without a network namespace the container would want the
+// host's network, which a VM cannot give.
+func (r *Runtime) netnsOf(spec *specs.Spec, sid string, owner bool) (path string, newNS bool, err error) {
+	if spec.Linux != nil {
+		for _, ns := range spec.Linux.Namespaces {
+			if ns.Type != specs.NetworkNamespace {
+				continue
+			}
+			if ns.Path != "" {
+				return ns.Path, false, nil
+			}
+			if owner {
+				return r.Store.NetNSPath(sid), true, nil
+			}
+			return r.Store.NetNSPath(sid), false, nil
+		}
+	}
+	return "", false, errors.New("host networking (no network namespace in the spec) cannot work in a VM: give the container its own network namespace")
 }
 
 func rootfsPath(bundle, root string) string {

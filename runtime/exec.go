@@ -105,10 +105,15 @@ func (r *Runtime) Exec(ctx context.Context, req ExecRequest) (int, error) {
 		defer slave.Close()
 		stdio = [3]*os.File{slave, slave, slave}
 	}
-	ref, err := r.spawnProxy(ProxySpec{SandboxID: st.SandboxID, ID: req.ID, ExecID: eid, Terminal: req.Process.Terminal, Stdio: stdio})
+	proxy, err := r.spawnProxy(ProxySpec{SandboxID: st.SandboxID, ID: req.ID, ExecID: eid, Terminal: req.Process.Terminal, Stdio: stdio})
 	if err != nil {
 		return -1, err
 	}
+	if err := proxy.Go(); err != nil {
+		proxy.Kill()
+		return -1, err
+	}
+	ref := proxy.Ref
 	if req.PidFile != "" {
 		if err := writePidFile(req.PidFile, ref.PID); err != nil {
 			return -1, err

@@ -20,7 +20,10 @@ type ProxyOptions struct {
 	// ExecID is empty for the container's init process.
 	ExecID   string
 	Terminal bool
-	Log      *slog.Logger
+	// Gate, when set, is read before relaying: create writes to it once
+	// the process exists in the guest, or closes it to abort.
+	Gate *os.File
+	Log  *slog.Logger
 }
 
 // ExitSandboxLost is the proxy's status when the sandbox went away before
@@ -32,6 +35,14 @@ const ExitSandboxLost = 255
 // receives to the guest process, and returns the workload's exit status
 // (128+N for signal N).
 func RunProxy(ctx context.Context, o ProxyOptions) int {
+	if o.Gate != nil {
+		b := make([]byte, 1)
+		n, _ := o.Gate.Read(b)
+		o.Gate.Close()
+		if n != 1 || b[0] != 'g' {
+			return ExitSandboxLost
+		}
+	}
 	agent, err := DialMonitor(o.Store, o.SandboxID)
 	if err != nil {
 		o.Log.Error("proxy", "container", o.ID, "err", err)

@@ -91,7 +91,7 @@ func OCIState(st *ContainerState) specs.State {
 }
 
 // spawnMonitor starts the monitor of a new sandbox and waits until it serves.
-func (r *Runtime) spawnMonitor(ctx context.Context, sid string, spec *specs.Spec) error {
+func (r *Runtime) spawnMonitor(ctx context.Context, sid string, spec *specs.Spec, netns string) error {
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		return err
@@ -99,7 +99,7 @@ func (r *Runtime) spawnMonitor(ctx context.Context, sid string, spec *specs.Spec
 	defer pr.Close()
 	vcpus, mem := r.sizeVM(spec)
 	args := append(append([]string{}, r.ChildArgs...), MonitorCommand, "--id", sid,
-		"--vcpus", fmt.Sprint(vcpus), "--memory", fmt.Sprint(mem))
+		"--vcpus", fmt.Sprint(vcpus), "--memory", fmt.Sprint(mem), "--netns", netns)
 	cmd := exec.Command(r.Self, args...)
 	cmd.ExtraFiles = []*os.File{pw}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -169,11 +169,35 @@ type ProxySpec struct {
 	Terminal              bool
 	// Stdio are the proxy's fds 0, 1, 2.
 	Stdio [3]*os.File
+	// NetNS is the network namespace the proxy lives in ("" for hull's).
+	NetNS string
+}
+
+// Proxy is a started proxy, waiting for Go before it relays.
+type Proxy struct {
+	Ref  ProcessRef
+	pid  int
+	gate *os.File
+}
+
+// Go lets the proxy start relaying: its process now exists in the guest.
+func (p *Proxy) Go() error {
+	defer p.gate.Close()
+	if _, err := p.gate.Write([]byte{'g'}); err != nil {
+		return fmt.Errorf("release proxy %d: %w", p.pid, err)
+	}
+	return nil
+}
+
+// Kill ends a proxy that will not be needed.
+func (p *Proxy) Kill() {
+	p.gate.Close()
+	_ = syscall.Kill(p.pid, syscall.SIGKILL)
 }
 
 // spawnProxy starts a proxy; it keeps running after hull exits and is
-// reparented to the caller's subreaper.
-func (r *Runtime) spawnProxy(p ProxySpec) (ProcessRef, error) {
+// reparented to the caller's subreaper. It waits on fd 3 for Go.
+func (r *Runtime) spawnProxy(p ProxySpec) (*Proxy, error) {
 	args := append(append([]string{}, r.ChildArgs...), ProxyCommand, "--sandbox", p.SandboxID, "--id", p.ID)
 	if p.ExecID != "" {
 		args = append(args, "--exec", p.ExecID)
@@ -181,15 +205,26 @@ func (r *Runtime) spawnProxy(p ProxySpec) (ProcessRef, error) {
 	if p.Terminal {
 		args = append(args, "--tty")
 	}
+	gateR, gateW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer gateR.Close()
 	cmd := exec.Command(r.Self, args...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = p.Stdio[0], p.Stdio[1], p.Stdio[2]
+	cmd.ExtraFiles = []*os.File{gateR}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if p.Terminal {
 		cmd.SysProcAttr.Setctty = true
 		cmd.SysProcAttr.Ctty = 0
 	}
-	if err := cmd.Start(); err != nil {
-		return ProcessRef{}, fmt.Errorf("start proxy of %s: %w", p.ID, err)
+	start := cmd.Start
+	if p.NetNS != "" {
+		start = func() error { return InNetNS(p.NetNS, cmd.Start) }
+	}
+	if err := start(); err != nil {
+		gateW.Close()
+		return nil, fmt.Errorf("start proxy of %s: %w", p.ID, err)
 	}
 	ref, err := RefOf(cmd.Process.Pid)
 	if err != nil {
@@ -197,7 +232,7 @@ func (r *Runtime) spawnProxy(p ProxySpec) (ProcessRef, error) {
 		ref = ProcessRef{PID: cmd.Process.Pid}
 	}
 	_ = cmd.Process.Release()
-	return ref, nil
+	return &Proxy{Ref: ref, pid: cmd.Process.Pid, gate: gateW}, nil
 }
 
 // destroySandbox asks a sandbox's monitor to tear everything down and waits
@@ -217,6 +252,9 @@ func (r *Runtime) destroySandbox(ctx context.Context, sid string) error {
 			_ = syscall.Kill(info.Monitor.PID, syscall.SIGKILL)
 			waitGone(info.Monitor, 5*time.Second)
 		}
+	}
+	if err := RemoveNetNS(r.Store.NetNSPath(sid)); err != nil {
+		return fmt.Errorf("destroy sandbox %s: %w", sid, err)
 	}
 	// A monitor that died uncleanly leaves its directory; clear it.
 	if _, serr := os.Stat(r.Store.SandboxDir(sid)); serr == nil {

@@ -45,9 +45,11 @@ type SandboxOptions struct {
 	// VCPUs and MemoryMiB size the VM; zero means the configured defaults.
 	VCPUs     int
 	MemoryMiB int
-	NICs      []hypervisor.NIC
-	NewVM     VMFactory
-	Log       *slog.Logger
+	// NetNS is the network namespace whose interfaces the VM takes over
+	// ("" for none).
+	NetNS string
+	NewVM VMFactory
+	Log   *slog.Logger
 }
 
 // Sandbox is a running VM with its agent connection and share.
@@ -58,11 +60,12 @@ type Sandbox struct {
 	// Timings records how long each start-up step took.
 	Timings []Step
 
-	cfg   Config
-	share *Share
-	vm    VM
-	agent *agentproto.Client
-	log   *slog.Logger
+	cfg     Config
+	share   *Share
+	network *Network
+	vm      VM
+	agent   *agentproto.Client
+	log     *slog.Logger
 }
 
 // Step is one named start-up step and its duration.
@@ -111,6 +114,12 @@ func StartSandbox(ctx context.Context, o SandboxOptions) (_ *Sandbox, err error)
 		return nil, err
 	}
 	step("share")
+	if o.NetNS != "" {
+		if s.network, err = SetupNetwork(o.NetNS); err != nil {
+			return nil, err
+		}
+		step("network")
+	}
 	h := o.Config.Hypervisor
 	s.Accel, err = hypervisor.ResolveAccel(h.Accel, h.KVMDevice, h.KVMProbeLimit.Duration)
 	if err != nil {
@@ -139,6 +148,13 @@ func StartSandbox(ctx context.Context, o SandboxOptions) (_ *Sandbox, err error)
 		return nil, s.withConsole(fmt.Errorf("agent health: %w", err))
 	}
 	step("agent")
+	if s.network != nil {
+		s.network.ReleaseTaps()
+		if err := s.configureGuestNetwork(bootCtx); err != nil {
+			return nil, err
+		}
+		step("guest network")
+	}
 	return s, nil
 }
 
@@ -174,7 +190,7 @@ func (s *Sandbox) hypervisorConfig(o SandboxOptions) hypervisor.Config {
 		ConsoleLog: filepath.Join(o.Dir, consoleLog),
 		Agent:      agent,
 		Share:      &hypervisor.ShareDevice{Path: s.share.ExportDir(), Tag: o.Config.SharedFS.Tag},
-		NICs:       o.NICs,
+		NICs:       s.network.NICs(),
 	}
 }
 
@@ -246,6 +262,7 @@ func (s *Sandbox) teardown(ctx context.Context) error {
 	if s.agent != nil {
 		_ = s.agent.Close()
 	}
+	errs = append(errs, s.network.Teardown())
 	if err := s.share.Teardown(); err != nil {
 		// Keep the directory: removing it could reach through a mount
 		// that is still there into host files.
@@ -255,4 +272,16 @@ func (s *Sandbox) teardown(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+func (s *Sandbox) configureGuestNetwork(ctx context.Context) error {
+	if _, err := s.agent.UpdateInterfaces(ctx, &agentproto.UpdateInterfacesRequest{Interfaces: s.network.GuestInterfaces()}); err != nil {
+		return fmt.Errorf("guest interfaces: %w", err)
+	}
+	if len(s.network.Routes) > 0 {
+		if _, err := s.agent.UpdateRoutes(ctx, &agentproto.UpdateRoutesRequest{Routes: s.network.Routes}); err != nil {
+			return fmt.Errorf("guest routes: %w", err)
+		}
+	}
+	return nil
 }

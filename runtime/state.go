@@ -124,6 +124,9 @@ func (s *Store) ContainerDir(id string) string { return filepath.Join(s.Root, "c
 // SandboxDir is the directory of one sandbox (its monitor, QEMU, share).
 func (s *Store) SandboxDir(id string) string { return filepath.Join(s.Root, "sandboxes", id) }
 
+// NetNSPath is where hull pins a network namespace it created for a sandbox.
+func (s *Store) NetNSPath(sid string) string { return filepath.Join(s.Root, "netns", sid) }
+
 // Lock takes the container's exclusive lock; unlock with the returned func.
 func (s *Store) Lock(id string) (func(), error) {
 	f, err := os.OpenFile(filepath.Join(s.ContainerDir(id), "lock"), os.O_CREATE|os.O_RDWR|unix.O_CLOEXEC, 0o600)

@@ -16,6 +16,7 @@ var monitorCommand = &cli.Command{
 		&cli.StringFlag{Name: "id", Required: true},
 		&cli.IntFlag{Name: "vcpus"},
 		&cli.IntFlag{Name: "memory"},
+		&cli.StringFlag{Name: "netns"},
 	},
 	Action: func(c *cli.Context) error {
 		rt, err := newRuntime(c, true)
@@ -28,7 +29,7 @@ var monitorCommand = &cli.Command{
 		return runtime.RunMonitor(c.Context, runtime.MonitorOptions{
 			Store: rt.Store,
 			Sandbox: runtime.SandboxOptions{ID: id, Dir: rt.Store.SandboxDir(id), Config: rt.Config,
-				VCPUs: c.Int("vcpus"), MemoryMiB: c.Int("memory"), Log: rt.Log},
+				VCPUs: c.Int("vcpus"), MemoryMiB: c.Int("memory"), NetNS: c.String("netns"), Log: rt.Log},
 			Ready: ready,
 			Log:   rt.Log,
 		})
@@ -51,7 +52,7 @@ var proxyCommand = &cli.Command{
 			return cli.Exit("", runtime.ExitSandboxLost)
 		}
 		status := runtime.RunProxy(c.Context, runtime.ProxyOptions{Store: rt.Store, SandboxID: c.String("sandbox"),
-			ID: c.String("id"), ExecID: c.String("exec"), Terminal: c.Bool("tty"), Log: rt.Log})
+			ID: c.String("id"), ExecID: c.String("exec"), Terminal: c.Bool("tty"), Gate: os.NewFile(3, "gate"), Log: rt.Log})
 		os.Exit(status)
 		return nil
 	},

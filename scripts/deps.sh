@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs what building and testing hull needs on Debian 12, as root.
+# Idempotent; always refreshes the package lists first.
+set -euo pipefail
+[ "$(id -u)" = 0 ] || { echo "deps: run as root" >&2; exit 1; }
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+apt-get install -y -q --no-install-recommends \
+  make gcc libc6-dev flex bison bc libelf-dev libssl-dev cpio kmod xz-utils zstd \
+  linux-source-6.1 qemu-system-x86 busybox-static runc \
+  bats jq socat curl iproute2 iptables ca-certificates git \
+  conmon docker.io containerd containernetworking-plugins
+if ! command -v go >/dev/null 2>&1; then
+  if [ -x /usr/local/go/bin/go ]; then
+    echo "deps: Go is at /usr/local/go/bin; add it to PATH" >&2
+  else
+    echo "deps: Go 1.22 or newer is needed (Debian 12's golang is too old)" >&2
+  fi
+  exit 1
+fi

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The whole test suite: unit tests (no root, no VM), then the integration
+# suites that boot real VMs under QEMU. Installs its own packages first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH=$PATH:/usr/local/go/bin:/root/go/bin
+bash scripts/deps.sh
+make all
+echo "== unit tests"
+go test ./...
+echo "== integration: sandbox VM core (Go)"
+go test -tags integration -count=1 -timeout 20m ./tests/integration/
+echo "== integration: bats suites"
+bats tests/integration/*.bats
