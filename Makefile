@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 BUILD ?= build
 PREFIX ?= /usr/local
-GO ?= go
+GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/hull-runtime/hull/guest.Version=$(VERSION)
 

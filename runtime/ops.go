@@ -166,13 +166,9 @@ func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
 		}
 	}
 	waitGone(st.Proxy, 10*time.Second)
-	if st.Proxy.Alive() {
-		_ = unix.Kill(st.Proxy.PID, unix.SIGKILL)
-	}
+	st.Proxy.Kill()
 	for _, e := range st.Execs {
-		if e.Alive() {
-			_ = unix.Kill(e.PID, unix.SIGKILL)
-		}
+		e.Kill()
 	}
 	_, owner := SandboxOf(id, st.Annotations)
 	if gerr == nil && !owner {

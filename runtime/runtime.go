@@ -176,7 +176,6 @@ type ProxySpec struct {
 // Proxy is a started proxy, waiting for Go before it relays.
 type Proxy struct {
 	Ref  ProcessRef
-	pid  int
 	gate *os.File
 }
 
@@ -184,7 +183,7 @@ type Proxy struct {
 func (p *Proxy) Go() error {
 	defer p.gate.Close()
 	if _, err := p.gate.Write([]byte{'g'}); err != nil {
-		return fmt.Errorf("release proxy %d: %w", p.pid, err)
+		return fmt.Errorf("release proxy %d: %w", p.Ref.PID, err)
 	}
 	return nil
 }
@@ -192,7 +191,7 @@ func (p *Proxy) Go() error {
 // Kill ends a proxy that will not be needed.
 func (p *Proxy) Kill() {
 	p.gate.Close()
-	_ = syscall.Kill(p.pid, syscall.SIGKILL)
+	p.Ref.Kill()
 }
 
 // spawnProxy starts a proxy; it keeps running after hull exits and is
@@ -226,13 +225,15 @@ func (r *Runtime) spawnProxy(p ProxySpec) (*Proxy, error) {
 		gateW.Close()
 		return nil, fmt.Errorf("start proxy of %s: %w", p.ID, err)
 	}
-	ref, err := RefOf(cmd.Process.Pid)
+	pid := cmd.Process.Pid
+	ref, err := RefOf(pid)
 	if err != nil {
 		// It already exited; its PID still names it until reaped.
-		ref = ProcessRef{PID: cmd.Process.Pid}
+		ref = ProcessRef{PID: pid}
 	}
+	// Release sets cmd.Process.Pid to -1: use pid from here on.
 	_ = cmd.Process.Release()
-	return &Proxy{Ref: ref, pid: cmd.Process.Pid, gate: gateW}, nil
+	return &Proxy{Ref: ref, gate: gateW}, nil
 }
 
 // destroySandbox asks a sandbox's monitor to tear everything down and waits
@@ -249,7 +250,7 @@ func (r *Runtime) destroySandbox(ctx context.Context, sid string) error {
 	if info != nil {
 		waitGone(info.Monitor, 10*time.Second)
 		if info.Monitor.Alive() {
-			_ = syscall.Kill(info.Monitor.PID, syscall.SIGKILL)
+			info.Monitor.Kill()
 			waitGone(info.Monitor, 5*time.Second)
 		}
 	}

@@ -61,6 +61,14 @@ func (p ProcessRef) Alive() bool {
 	return st == p.StartTime
 }
 
+// Kill sends SIGKILL to the referenced process if it is still that process.
+// It never signals a PID below 1: kill(-1) would end every process.
+func (p ProcessRef) Kill() {
+	if p.PID > 1 && p.Alive() {
+		_ = unix.Kill(p.PID, unix.SIGKILL)
+	}
+}
+
 // RefOf returns a ProcessRef for a running PID.
 func RefOf(pid int) (ProcessRef, error) {
 	st, _, err := procStat(pid)
