@@ -115,6 +115,9 @@ func (s *Service) CreateContainer(ctx context.Context, req *agentproto.CreateCon
 	if err := toGuestSpec(&spec, req.ContainerId, s.cfg.ShareDir); err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "container %s: %v", req.ContainerId, err)
 	}
+	if err := setSysctls("/proc/sys", takeNetSysctls(&spec)); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "container %s: %v", req.ContainerId, err)
+	}
 	s.mu.Lock()
 	if _, ok := s.containers[req.ContainerId]; ok {
 		s.mu.Unlock()

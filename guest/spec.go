@@ -2,6 +2,7 @@ package guest
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 
@@ -54,6 +55,40 @@ func toGuestSpec(s *specs.Spec, id, shareDir string) error {
 		ns = append(ns, n)
 	}
 	l.Namespaces = ns
+	return nil
+}
+
+// takeNetSysctls removes the net.* sysctls from the spec and returns them:
+// containers share the VM's network namespace, where runc refuses them, so
+// the agent sets them on the VM itself (the VM is the sandbox).
+func takeNetSysctls(s *specs.Spec) map[string]string {
+	if s.Linux == nil {
+		return nil
+	}
+	var net map[string]string
+	for k, v := range s.Linux.Sysctl {
+		if strings.HasPrefix(k, "net.") {
+			if net == nil {
+				net = map[string]string{}
+			}
+			net[k] = v
+			delete(s.Linux.Sysctl, k)
+		}
+	}
+	return net
+}
+
+// setSysctls writes sysctls under procSys ("/proc/sys").
+func setSysctls(procSys string, kv map[string]string) error {
+	for k, v := range kv {
+		rel := strings.ReplaceAll(k, ".", "/")
+		if strings.Contains(rel, "..") {
+			return fmt.Errorf("sysctl %q: bad name", k)
+		}
+		if err := os.WriteFile(filepath.Join(procSys, rel), []byte(v), 0o644); err != nil {
+			return fmt.Errorf("sysctl %s=%s: %w", k, v, err)
+		}
+	}
 	return nil
 }
 

@@ -1,6 +1,8 @@
 package runtime
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -129,8 +131,13 @@ func truncate(s string, n int) string {
 // ContainerDir is the directory of one container's state.
 func (s *Store) ContainerDir(id string) string { return filepath.Join(s.Root, "containers", id) }
 
-// SandboxDir is the directory of one sandbox (its monitor, QEMU, share).
-func (s *Store) SandboxDir(id string) string { return filepath.Join(s.Root, "sandboxes", id) }
+// SandboxDir is the directory of one sandbox (its monitor, QEMU, share). It
+// is named by a hash of the ID: unix socket paths must stay under 108 bytes,
+// and callers' roots and IDs (docker's are 64 characters) are long.
+func (s *Store) SandboxDir(id string) string {
+	sum := sha256.Sum256([]byte(id))
+	return filepath.Join(s.Root, "sandboxes", hex.EncodeToString(sum[:8]))
+}
 
 // NetNSPath is where hull pins a network namespace it created for a sandbox.
 func (s *Store) NetNSPath(sid string) string { return filepath.Join(s.Root, "netns", sid) }
