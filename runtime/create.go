@@ -147,6 +147,9 @@ func (r *Runtime) netnsOf(spec *specs.Spec, sid string, owner bool) (path string
 				continue
 			}
 			if ns.Path != "" {
+				if IsHostNetNS(ns.Path) {
+					break // docker's --net=host names the host's namespace
+				}
 				return ns.Path, false, nil
 			}
 			if owner {
@@ -155,7 +158,7 @@ func (r *Runtime) netnsOf(spec *specs.Spec, sid string, owner bool) (path string
 			return r.Store.NetNSPath(sid), false, nil
 		}
 	}
-	return "", false, errors.New("host networking (no network namespace in the spec) cannot work in a VM: give the container its own network namespace")
+	return "", false, errors.New("host networking cannot work in a VM: the container needs a network namespace of its own (drop --net=host)")
 }
 
 func rootfsPath(bundle, root string) string {

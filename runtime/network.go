@@ -110,6 +110,17 @@ func RemoveNetNS(path string) error {
 	return nil
 }
 
+// IsHostNetNS reports whether path names the network namespace hull itself
+// runs in: the host's. Mirroring it would hand the host's own interfaces to
+// a VM.
+func IsHostNetNS(path string) bool {
+	var a, b unix.Stat_t
+	if unix.Stat(path, &a) != nil || unix.Stat("/proc/self/ns/net", &b) != nil {
+		return false
+	}
+	return a.Dev == b.Dev && a.Ino == b.Ino
+}
+
 // mirrored link types: what CNI plugins and docker put in a namespace.
 var mirrored = map[string]bool{"veth": true, "macvlan": true, "ipvlan": true, "macvtap": false}
 
@@ -117,6 +128,9 @@ var mirrored = map[string]bool{"veth": true, "macvlan": true, "ipvlan": true, "m
 // into taps the VM will use, and collects the addresses and routes the guest
 // must take over. On error nothing it made is left.
 func SetupNetwork(nsPath string) (n *Network, err error) {
+	if IsHostNetNS(nsPath) {
+		return nil, fmt.Errorf("network of %s: it is the host's network namespace; refusing to hand its interfaces to a VM", nsPath)
+	}
 	n = &Network{NetNS: nsPath}
 	err = InNetNS(nsPath, func() error {
 		links, err := netlink.LinkList()

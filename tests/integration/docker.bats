@@ -79,7 +79,7 @@ no_leaks() {
   d run -d --name web -p 8080:80 --runtime hull hull-busybox \
     sh -c 'trap "echo got-term; exit 0" TERM; httpd -f -p 80 -h /www & wait'
   [ "$(qemus)" = 1 ]
-  run curl -fsS --retry 10 --retry-connrefused --retry-delay 1 http://localhost:8080/
+  run curl -fsS --retry 30 --retry-all-errors --retry-delay 1 http://localhost:8080/
   [ "$status" -eq 0 ]
   [ "$output" = "hello from the VM" ]
   ip=$(d inspect -f '{{.NetworkSettings.IPAddress}}' web)
@@ -99,13 +99,18 @@ no_leaks() {
 }
 
 @test "two hull containers on the default bridge reach each other; one QEMU each" {
-  d run -d --name a --runtime hull hull-busybox httpd -f -p 80 -h /www
-  d run -d --name b --runtime hull hull-busybox sleep 600
+  d run -d --name peer-a --runtime hull hull-busybox httpd -f -p 80 -h /www
+  d run -d --name peer-b --runtime hull hull-busybox sleep 600
   [ "$(qemus)" = 2 ]
-  ipa=$(d inspect -f '{{.NetworkSettings.IPAddress}}' a)
-  run d exec b wget -qO- "http://$ipa/"
-  [ "$output" = "hello from the VM" ]
-  d rm -f a b
+  ipa=$(d inspect -f '{{.NetworkSettings.IPAddress}}' peer-a)
+  ok=
+  for i in $(seq 1 20); do
+    out=$(d exec peer-b wget -qO- "http://$ipa/" 2>&1) && { ok=1; break; }
+    sleep 0.5
+  done
+  [ -n "$ok" ]
+  [ "$out" = "hello from the VM" ]
+  d rm -f peer-a peer-b
   no_leaks
 }
 
