@@ -16,6 +16,11 @@ import (
 	"github.com/mdlayher/vsock"
 )
 
+// ContainerNSPrefix marks a namespace path in a guest spec as "the namespace
+// of this other container's init process in the same guest", as in
+// "container:SANDBOX_ID": how a pod's containers share IPC, UTS or PID.
+const ContainerNSPrefix = "container:"
+
 // Client is a typed agent client over one ttrpc connection.
 type Client struct {
 	AgentService

@@ -115,6 +115,9 @@ func (s *Service) CreateContainer(ctx context.Context, req *agentproto.CreateCon
 	if err := toGuestSpec(&spec, req.ContainerId, s.cfg.ShareDir); err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "container %s: %v", req.ContainerId, err)
 	}
+	if err := joinContainerNamespaces(&spec, s.initPID); err != nil {
+		return nil, status.Errorf(codes.FailedPrecondition, "container %s: %v", req.ContainerId, err)
+	}
 	if err := setSysctls("/proc/sys", takeNetSysctls(&spec)); err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "container %s: %v", req.ContainerId, err)
 	}
@@ -213,6 +216,20 @@ func runcError(err error, bundle string) error {
 		}
 	}
 	return err
+}
+
+// initPID is the guest PID of a live container's init process.
+func (s *Service) initPID(id string) (int, error) {
+	c, err := s.container(id)
+	if err != nil {
+		return 0, err
+	}
+	select {
+	case <-c.init.exited:
+		return 0, fmt.Errorf("container %s has exited", id)
+	default:
+		return c.init.pid, nil
+	}
 }
 
 func (s *Service) container(id string) (*container, error) {

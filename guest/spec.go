@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/hull-runtime/hull/agentproto"
 )
 
 // toGuestSpec rewrites the host-prepared spec for this guest: share-relative
@@ -51,10 +53,43 @@ func toGuestSpec(s *specs.Spec, id, shareDir string) error {
 		if n.Type == specs.NetworkNamespace {
 			continue
 		}
-		n.Path = ""
+		if !strings.HasPrefix(n.Path, agentproto.ContainerNSPrefix) {
+			n.Path = ""
+		}
 		ns = append(ns, n)
 	}
 	l.Namespaces = ns
+	return nil
+}
+
+// nsFiles names the /proc/PID/ns entry of each namespace type.
+var nsFiles = map[specs.LinuxNamespaceType]string{
+	specs.IPCNamespace: "ipc", specs.UTSNamespace: "uts", specs.PIDNamespace: "pid", specs.MountNamespace: "mnt",
+}
+
+// joinContainerNamespaces points namespaces marked "container:ID" by the
+// host (a pod's app container sharing its sandbox's IPC, UTS or PID
+// namespace) at that container's init process in this guest.
+func joinContainerNamespaces(s *specs.Spec, initPID func(id string) (int, error)) error {
+	if s.Linux == nil {
+		return nil
+	}
+	for i := range s.Linux.Namespaces {
+		n := &s.Linux.Namespaces[i]
+		id, ok := strings.CutPrefix(n.Path, agentproto.ContainerNSPrefix)
+		if !ok {
+			continue
+		}
+		file, known := nsFiles[n.Type]
+		if !known {
+			return fmt.Errorf("namespace %s cannot be shared with container %s", n.Type, id)
+		}
+		pid, err := initPID(id)
+		if err != nil {
+			return fmt.Errorf("share %s namespace of %s: %w", n.Type, id, err)
+		}
+		n.Path = fmt.Sprintf("/proc/%d/ns/%s", pid, file)
+	}
 	return nil
 }
 

@@ -1,0 +1,163 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"path/filepath"
+	"time"
+
+	"github.com/hull-runtime/hull/agentproto"
+	"github.com/hull-runtime/hull/runtime"
+)
+
+// healthCalls is how many agent round trips one repetition times.
+const healthCalls = 1000
+
+// Start-up steps in the order they happen, as recorded in the samples
+// ("step_<name>") and drawn in the chart.
+var startupSteps = []struct{ key, label string }{
+	{"share", "share dir mounts"},
+	{"accel", "accelerator probe"},
+	{"qemu", "QEMU spawn -> QMP ready"},
+	{"agent", "QMP ready -> agent ready"},
+	{"create", "container create"},
+	{"start", "container start"},
+	{"wait", "started -> exited (true)"},
+	{"remove", "container remove (cleaned)"},
+	{"stop", "sandbox stop"},
+}
+
+// boot measures, interleaved in each repetition so that load from other
+// work on the machine hits all alike: raw boots of the tuned kernel (bare,
+// and with hull's devices), of the generic kernel, then a hull sandbox on
+// each kernel; in the tuned one a container runs `true` and the agent
+// answers healthCalls Health calls.
+func (b *bench) boot(ctx context.Context) error {
+	bundle := filepath.Join(b.tmp, "bundle-true")
+	if err := writeBundle(bundle, "true"); err != nil {
+		return err
+	}
+	raws := []struct {
+		key  string
+		boot rawBoot
+	}{
+		{"raw_boot_tuned", rawBoot{qemu: b.qemu, kernel: b.file("vmlinuz-hull"), initrd: b.poweroffInitrd}},
+		{"raw_boot_tuned_devices", rawBoot{qemu: b.qemu, kernel: b.file("vmlinuz-hull"), initrd: b.poweroffInitrd, devices: true}},
+		{"raw_boot_generic", rawBoot{qemu: b.qemu, kernel: b.file("vmlinuz-generic"), initrd: b.poweroffInitrd}},
+	}
+	for i := range b.n {
+		for _, r := range raws {
+			d, err := r.boot.run(ctx, filepath.Join(b.tmp, "raw"))
+			if err != nil {
+				return err
+			}
+			b.s.Add(r.key, ms(d))
+		}
+		if err := b.tunedSandbox(ctx, i, bundle); err != nil {
+			return err
+		}
+		ready, _, err := b.startStop(ctx, fmt.Sprintf("gen%d", i), "vmlinuz-generic", "initrd-generic.img")
+		if err != nil {
+			return err
+		}
+		b.s.Add("ready_generic", ms(ready))
+		log.Printf("  rep %d: raw %.0f ms, ready tuned %.0f ms, ready generic %.0f ms", i+1,
+			b.s.vals["raw_boot_tuned"][i], b.s.vals["ready_tuned"][i], ms(ready))
+	}
+	b.note("Raw boot: QEMU spawn to exit, `-kernel` + an initrd whose /init (a static Go program) powers off at once; " +
+		"q35, tcg, `-cpu max`, 512 MiB, `%s`. raw_boot_tuned_devices adds the devices hull attaches (QMP, rng, virtio-serial, 9p), "+
+		"rendered by hypervisor.Config.Args.", floorParams)
+	b.note("Sandbox ready: wall time of runtime.StartSandbox (accel tcg, 512 MiB) until the agent answers Health; "+
+		"steps from Sandbox.Timings. Container steps: Guest.CreateContainer, StartContainer, Relay (until exit), RemoveContainer; then Sandbox.Stop. "+
+		"Agent RTT: median of %d Health calls over Sandbox.Agent() per repetition.", healthCalls)
+	return nil
+}
+
+func (b *bench) sandboxConfig(kernel, initrd string) runtime.Config {
+	cfg := runtime.DefaultConfig()
+	cfg.Hypervisor.Accel = "tcg"
+	cfg.Hypervisor.Kernel = b.file(kernel)
+	cfg.Hypervisor.Initrd = b.file(initrd)
+	return cfg
+}
+
+// startStop boots a sandbox and stops it; it returns the time to ready and
+// the sandbox's own step timings.
+func (b *bench) startStop(ctx context.Context, id, kernel, initrd string) (time.Duration, []runtime.Step, error) {
+	t0 := time.Now()
+	sb, err := runtime.StartSandbox(ctx, runtime.SandboxOptions{ID: id, Dir: filepath.Join(b.tmp, id), Config: b.sandboxConfig(kernel, initrd)})
+	if err != nil {
+		return 0, nil, err
+	}
+	ready := time.Since(t0)
+	return ready, sb.Timings, sb.Stop(context.WithoutCancel(ctx))
+}
+
+func (b *bench) tunedSandbox(ctx context.Context, i int, bundle string) (err error) {
+	id := fmt.Sprintf("tuned%d", i)
+	t0 := time.Now()
+	sb, err := runtime.StartSandbox(ctx, runtime.SandboxOptions{ID: id, Dir: filepath.Join(b.tmp, id), Config: b.sandboxConfig("vmlinuz-hull", "initrd-hull.img")})
+	if err != nil {
+		return err
+	}
+	b.s.Add("ready_tuned", ms(time.Since(t0)))
+	stopped := false
+	defer func() {
+		if !stopped {
+			_ = sb.Stop(context.WithoutCancel(ctx))
+		}
+	}()
+	for _, st := range sb.Timings {
+		b.s.Add("step_"+st.Name, ms(st.Took))
+	}
+
+	g := sb.Guest()
+	cid := "true"
+	lap := time.Now()
+	split := func(key string) {
+		now := time.Now()
+		b.s.Add("step_"+key, ms(now.Sub(lap)))
+		lap = now
+	}
+	runStart := lap
+	if err := g.CreateContainer(ctx, cid, bundle, specFor("true"), false); err != nil {
+		return err
+	}
+	split("create")
+	if err := g.StartContainer(ctx, cid); err != nil {
+		return err
+	}
+	split("start")
+	status, err := runtime.Relay(ctx, g.Agent, cid, "", runtime.Stdio{})
+	if err != nil {
+		return err
+	}
+	if status != 0 {
+		return fmt.Errorf("container true exited %d", status)
+	}
+	split("wait")
+	if err := g.RemoveContainer(ctx, cid, true); err != nil {
+		return err
+	}
+	split("remove")
+	b.s.Add("container_run_true", ms(time.Since(runStart)))
+
+	per := make([]float64, 0, healthCalls)
+	for range healthCalls {
+		t := time.Now()
+		if _, err := sb.Agent().Health(ctx, &agentproto.HealthRequest{}); err != nil {
+			return fmt.Errorf("health: %w", err)
+		}
+		per = append(per, ms(time.Since(t)))
+	}
+	b.s.Add("agent_health_rtt", summarize(per).Med)
+
+	lap = time.Now()
+	stopped = true
+	if err := sb.Stop(context.WithoutCancel(ctx)); err != nil {
+		return err
+	}
+	split("stop")
+	return nil
+}

@@ -1,0 +1,143 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// cliBatch is how many invocations of an op one sample averages: a single
+// exec of a small CLI is a few milliseconds and very noisy.
+const cliBatch = 5
+
+// cliOps are the host-only operations timed against runc. `kill ID 0` (a
+// liveness probe in runc) is not among them: hull's kill rejects signal 0.
+var cliOps = []struct {
+	key  string
+	args []string
+}{
+	{"state", []string{"state", "c1"}},
+	{"list", []string{"list"}},
+	{"ps", []string{"ps", "--format", "json", "c1"}},
+}
+
+// runtimeCLI runs one OCI runtime binary against its own state root.
+type runtimeCLI struct {
+	bin, root string
+	env       []string
+	// log collects the stderr of create/run, whose children keep it open.
+	log string
+}
+
+func (r runtimeCLI) command(ctx context.Context, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, r.bin, append([]string{"--root", r.root}, args...)...)
+	cmd.Env = append(os.Environ(), r.env...)
+	return cmd
+}
+
+// run runs one short command and fails with its output.
+func (r runtimeCLI) run(ctx context.Context, args ...string) error {
+	out, err := r.command(ctx, args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s %s: %w: %s", filepath.Base(r.bin), strings.Join(args, " "), err, bytes.TrimSpace(out))
+	}
+	return nil
+}
+
+// detached runs a command whose children outlive it (create, run -d) with
+// stdin and stdout on /dev/null and stderr to r.log: a pipe would be held
+// open by the container's proxy.
+func (r runtimeCLI) detached(ctx context.Context, args ...string) error {
+	logf, err := os.OpenFile(r.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	cmd := r.command(ctx, args...)
+	cmd.Stderr = logf
+	if err := cmd.Run(); err != nil {
+		b, _ := os.ReadFile(r.log)
+		return fmt.Errorf("%s %s: %w: %s", filepath.Base(r.bin), strings.Join(args, " "), err, tail(bytes.TrimSpace(b), 512))
+	}
+	return nil
+}
+
+// timeOp returns the mean wall time of cliBatch runs of args.
+func (r runtimeCLI) timeOp(ctx context.Context, args ...string) (time.Duration, error) {
+	t0 := time.Now()
+	for range cliBatch {
+		if err := r.command(ctx, args...).Run(); err != nil {
+			return 0, fmt.Errorf("%s %s: %w", filepath.Base(r.bin), strings.Join(args, " "), err)
+		}
+	}
+	return time.Since(t0) / cliBatch, nil
+}
+
+// hull returns a CLI for the built hull with a fresh root and a
+// configuration (tcg, images from build/, memMiB of guest memory) in dir.
+func (b *bench) hull(dir string, memMiB int) (runtimeCLI, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return runtimeCLI{}, err
+	}
+	conf := filepath.Join(dir, "hull.toml")
+	toml := fmt.Sprintf("[hypervisor]\naccel = \"tcg\"\nkernel = %q\ninitrd = %q\ndefault_memory = %d\n",
+		b.file("vmlinuz-hull"), b.file("initrd-hull.img"), memMiB)
+	if err := os.WriteFile(conf, []byte(toml), 0o600); err != nil {
+		return runtimeCLI{}, err
+	}
+	return runtimeCLI{bin: b.file("hull"), root: filepath.Join(dir, "root"), env: []string{"HULL_CONFIG=" + conf}, log: filepath.Join(dir, "hull.log")}, nil
+}
+
+// cli times state, list and ps of one running `sleep 600` container, hull's
+// against runc's.
+func (b *bench) cli(ctx context.Context) error {
+	dir := filepath.Join(b.tmp, "cli")
+	h, err := b.hull(dir, 256)
+	if err != nil {
+		return err
+	}
+	hb := filepath.Join(dir, "bundle-hull")
+	if err := writeBundle(hb, "sleep", "600"); err != nil {
+		return err
+	}
+	defer h.run(context.WithoutCancel(ctx), "delete", "--force", "c1")
+	if err := h.detached(ctx, "create", "--bundle", hb, "--pid-file", filepath.Join(dir, "hull.pid"), "c1"); err != nil {
+		return err
+	}
+	if err := h.run(ctx, "start", "c1"); err != nil {
+		return err
+	}
+
+	rc := runtimeCLI{bin: b.runc, root: filepath.Join(dir, "runc-root"), log: filepath.Join(dir, "runc.log")}
+	rb := filepath.Join(dir, "bundle-runc")
+	if err := writeRuncBundle(b.runc, rb, "sleep", "600"); err != nil {
+		return err
+	}
+	defer rc.run(context.WithoutCancel(ctx), "delete", "--force", "c1")
+	if err := rc.detached(ctx, "run", "-d", "--bundle", rb, "c1"); err != nil {
+		return err
+	}
+
+	for range b.n {
+		for _, op := range cliOps {
+			for _, side := range []struct {
+				name string
+				cli  runtimeCLI
+			}{{"hull", h}, {"runc", rc}} {
+				d, err := side.cli.timeOp(ctx, op.args...)
+				if err != nil {
+					return err
+				}
+				b.s.Add(fmt.Sprintf("cli_%s_%s", op.key, side.name), ms(d))
+			}
+		}
+	}
+	b.note("CLI: built `hull` (config: tcg, 256 MiB) and Debian's runc, each with one running `sleep 600` container; "+
+		"a sample is the mean of %d consecutive runs of the op. `kill c1 0` is not timed: hull's kill rejects signal 0.", cliBatch)
+	return nil
+}
