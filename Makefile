@@ -6,7 +6,7 @@ GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/hull-runtime/hull/guest.Version=$(VERSION)
 
-.PHONY: all binaries guest agent kernel generic initrd proto test integration install demo clean
+.PHONY: all binaries guest agent kernel generic initrd proto test integration install demo clean bench
 
 all: binaries guest
 
@@ -61,3 +61,10 @@ demo: install
 
 clean:
 	rm -rf $(BUILD)
+
+# Start-up, CLI, memory and 9p against floors measured in the same run
+# (raw QEMU boot, runc, the host); writes bench/results/latest.{md,csv} and
+# startup.png. bench/ is its own module (its chart needs golang.org/x/image).
+BENCH_N ?= 5
+bench: all
+	cd bench && $(GO) run . -out results -n $(BENCH_N) -build $(abspath $(BUILD))

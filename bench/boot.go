@@ -65,7 +65,7 @@ func (b *bench) boot(ctx context.Context) error {
 		log.Printf("  rep %d: raw %.0f ms, ready tuned %.0f ms, ready generic %.0f ms", i+1,
 			b.s.vals["raw_boot_tuned"][i], b.s.vals["ready_tuned"][i], ms(ready))
 	}
-	b.note("Raw boot: QEMU spawn to exit, `-kernel` + an initrd whose /init (a static Go program) powers off at once; " +
+	b.note("Raw boot: QEMU spawn to exit, `-kernel` + an initrd whose /init (a static Go program) powers off at once; "+
 		"q35, tcg, `-cpu max`, 512 MiB, `%s`. raw_boot_tuned_devices adds the devices hull attaches (QMP, rng, virtio-serial, 9p), "+
 		"rendered by hypervisor.Config.Args.", floorParams)
 	b.note("Sandbox ready: wall time of runtime.StartSandbox (accel tcg, 512 MiB) until the agent answers Health; "+

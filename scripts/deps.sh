@@ -10,6 +10,7 @@ apt-get install -y -q --no-install-recommends \
   linux-source-6.1 qemu-system-x86 busybox-static runc \
   bats jq socat curl iproute2 iptables ca-certificates git \
   conmon docker.io containerd containernetworking-plugins
+export PATH=$PATH:/usr/local/go/bin
 if ! command -v go >/dev/null 2>&1; then
   if [ -x /usr/local/go/bin/go ]; then
     echo "deps: Go is at /usr/local/go/bin; add it to PATH" >&2
@@ -17,4 +18,8 @@ if ! command -v go >/dev/null 2>&1; then
     echo "deps: Go 1.22 or newer is needed (Debian 12's golang is too old)" >&2
   fi
   exit 1
+fi
+# crictl drives containerd's CRI in the tests (not packaged in Debian 12).
+if ! command -v crictl >/dev/null 2>&1; then
+  GOBIN=/usr/local/bin GOFLAGS= go install sigs.k8s.io/cri-tools/cmd/crictl@v1.37.0
 fi

@@ -19,7 +19,8 @@ teardown() {
   return $teardown_hull_rc
 }
 
-# make_pod_netns N: a netns with a veth whose host end is 10.77.N.1.
+# make_pod_netns N: a netns with a veth whose host end is 10.77.N.1; sets
+# NS to its path.
 make_pod_netns() {
   local ns=hullpod$$-$1
   ip netns add "$ns"
@@ -28,7 +29,7 @@ make_pod_netns() {
   ip -n "$ns" addr add "10.77.$1.2/24" dev eth0; ip -n "$ns" link set eth0 up
   ip -n "$ns" route add default via "10.77.$1.1"
   NETNS+=("$ns")
-  echo "/var/run/netns/$ns"
+  NS=/var/run/netns/$ns
 }
 
 # conmon_create ID BUNDLE: what CRI-O runs to create a container.
@@ -51,7 +52,7 @@ pod_bundle() {
 crio() { "$HULL_BIN" --root "$ROOT" "$@"; }
 
 @test "a pod through conmon: sandbox and app container share one VM; exit files; exec; teardown" {
-  ns=$(make_pod_netns 1)
+  make_pod_netns 1; ns=$NS
   pod_bundle "$T/pause" pod1 sandbox "$ns" sh -c 'trap "exit 0" TERM; while :; do sleep 1; done'
   conmon_create pod1 "$T/pause"
   crio start pod1
@@ -96,7 +97,7 @@ crio() { "$HULL_BIN" --root "$ROOT" "$@"; }
 }
 
 @test "a container's exit status reaches conmon's exit file" {
-  ns=$(make_pod_netns 2)
+  make_pod_netns 2; ns=$NS
   pod_bundle "$T/b" solo sandbox "$ns" sh -c 'exit 3'
   conmon_create solo "$T/b"
   crio start solo
@@ -108,7 +109,7 @@ crio() { "$HULL_BIN" --root "$ROOT" "$@"; }
 
 @test "three pods side by side: three VMs, no cross-talk, all cleaned" {
   for n in 1 2 3; do
-    ns=$(make_pod_netns $n)
+    make_pod_netns $n; ns=$NS
     pod_bundle "$T/pause$n" "pod$n" sandbox "$ns" sleep 600
     conmon_create "pod$n" "$T/pause$n"
     crio start "pod$n"
@@ -118,7 +119,8 @@ crio() { "$HULL_BIN" --root "$ROOT" "$@"; }
   done
   [ "$(pgrep -fc -- "qemu-system.*$T")" = 3 ]
   for n in 1 2 3; do
-    run curl -fsS --retry 20 --retry-all-errors --retry-delay 1 "http://10.77.$n.2/"
+    run curl -fsS --retry 30 --retry-all-errors --retry-delay 1 "http://10.77.$n.2/"
+    echo "pod$n: $output"
     [ "$output" = "pod$n" ]
     # Each pod sees only its own containers' files.
     run crio exec "app$n" cat /www/index.html

@@ -1,0 +1,154 @@
+#!/usr/bin/env bats
+# Kubernetes through containerd's CRI: Debian's containerd 1.6 with a
+# private config, hull as a runc v2 handler, crictl as the kubelet.
+
+load helpers
+
+CRICTL=${CRICTL:-$(command -v crictl || echo /root/go/bin/crictl)}
+
+setup_file() {
+  require_host
+  [ -x "$CRICTL" ] || { echo "crictl missing (go install sigs.k8s.io/cri-tools/cmd/crictl@v1.37.0)" >&2; return 1; }
+  export C=$(mktemp -d /tmp/hull-cri.XXXXXX)
+  export HULL_CONFIG=$C/hull.toml
+  cat > "$HULL_CONFIG" <<TOML
+[hypervisor]
+accel = "${HULL_ACCEL:-tcg}"
+kernel = "$BUILD/vmlinuz-hull"
+initrd = "$BUILD/initrd-hull.img"
+default_memory = 256
+TOML
+  mkdir -p "$C/cni" "$C/logs"
+  cat > "$C/cni/10-hull.conflist" <<JSON
+{"cniVersion": "1.0.0", "name": "hullnet", "plugins": [
+  {"type": "bridge", "bridge": "hullcri0", "isGateway": true, "ipMasq": false,
+   "ipam": {"type": "host-local", "dataDir": "$C/cni-ipam", "ranges": [[{"subnet": "10.88.99.0/24"}]], "routes": [{"dst": "0.0.0.0/0"}]}},
+  {"type": "portmap", "capabilities": {"portMappings": true}}]}
+JSON
+  cat > "$C/containerd.toml" <<TOML
+version = 2
+root = "$C/root"
+state = "$C/state"
+[grpc]
+  address = "$C/containerd.sock"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "docker.io/library/hull-pause:latest"
+  restrict_oom_score_adj = true
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "native"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.hull]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.hull.options]
+        BinaryName = "$HULL_BIN"
+        Root = "$C/hull-root"
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "$C/cni"
+TOML
+  containerd --config "$C/containerd.toml" >"$C/containerd.log" 2>&1 &
+  echo $! > "$C/containerd.pid"
+  for i in $(seq 1 100); do [ -S "$C/containerd.sock" ] && break; sleep 0.1; done
+  # Images from archives built here: a busybox-based pause and a web image.
+  local rootfs=$C/img
+  mkdir -p "$rootfs"/{bin,etc,tmp,www,proc,sys,dev}
+  cp /bin/busybox "$rootfs/bin/busybox"
+  for a in $(/bin/busybox --list); do [ "$a" = busybox ] || ln -sf busybox "$rootfs/bin/$a"; done
+  echo "hello from the pod" > "$rootfs/www/index.html"
+  "$REPO/tests/integration/mkimage.sh" "$rootfs" hull-pause "$C/pause.tar" sh -c 'trap "exit 0" TERM; while :; do sleep 1; done'
+  "$REPO/tests/integration/mkimage.sh" "$rootfs" hull-busybox "$C/busybox.tar" sh
+  for img in pause busybox; do ctr -a "$C/containerd.sock" -n k8s.io images import "$C/$img.tar" >/dev/null; done
+}
+
+teardown_file() {
+  [ -n "${C:-}" ] || return 0
+  for p in $(cri pods -q 2>/dev/null); do cri stopp "$p" >/dev/null 2>&1 || true; cri rmp -f "$p" >/dev/null 2>&1 || true; done
+  if [ -f "$C/containerd.pid" ]; then
+    kill "$(cat "$C/containerd.pid")" 2>/dev/null || true
+    for i in $(seq 1 50); do kill -0 "$(cat "$C/containerd.pid")" 2>/dev/null || break; sleep 0.2; done
+    kill -9 "$(cat "$C/containerd.pid")" 2>/dev/null || true
+  fi
+  for p in $(pgrep -f -- "$C" || true); do kill -9 "$p" 2>/dev/null || true; done
+  grep -F -- "$C" /proc/self/mountinfo | awk '{print $5}' | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+  ip link del hullcri0 2>/dev/null || true
+  rm -rf "$C"
+}
+
+cri() { "$CRICTL" --runtime-endpoint "unix://$C/containerd.sock" --image-endpoint "unix://$C/containerd.sock" --timeout 120s "$@"; }
+
+qemus() { pgrep -fc -- "qemu-system.*$C" || true; }
+
+no_leaks() {
+  [ "$(qemus)" = 0 ] || { echo "QEMU left" >&2; return 1; }
+  ! pgrep -f -- "__(monitor|proxy).*$C" >/dev/null || { echo "hull processes left" >&2; return 1; }
+  ! grep -F -- "$C/hull-root" /proc/self/mountinfo || { echo "mounts left" >&2; return 1; }
+  [ -z "$(ls -A "$C/hull-root/k8s.io/containers" 2>/dev/null)" ] || { echo "state left" >&2; return 1; }
+  [ -z "$(ls -A "$C/hull-root/k8s.io/sandboxes" 2>/dev/null)" ] || { echo "sandboxes left" >&2; return 1; }
+}
+
+# pod NAME: runs a pod sandbox with the hull handler, prints its ID.
+pod() {
+  cat > "$C/$1-pod.json" <<JSON
+{"metadata": {"name": "$1", "namespace": "default", "uid": "uid-$1", "attempt": 0}, "log_directory": "$C/logs/$1", "linux": {}}
+JSON
+  mkdir -p "$C/logs/$1"
+  cri runp --runtime hull "$C/$1-pod.json"
+}
+
+# ctr_in POD_ID POD_NAME NAME CMD...: creates and starts a container.
+ctr_in() {
+  local pid=$1 pname=$2 name=$3; shift 3
+  local cmd; cmd=$(printf '%s\n' "$@" | jq -R . | jq -s -c .)
+  cat > "$C/$name.json" <<JSON
+{"metadata": {"name": "$name"}, "image": {"image": "docker.io/library/hull-busybox:latest"}, "command": $cmd, "log_path": "$name.log", "linux": {}}
+JSON
+  local id; id=$(cri create "$pid" "$C/$name.json" "$C/$pname-pod.json")
+  cri start "$id" >/dev/null
+  echo "$id"
+}
+
+@test "a pod with two containers: one VM, same guest kernel, localhost between them, logs, exec" {
+  p=$(pod p1)
+  [ "$(qemus)" = 1 ]
+  web=$(ctr_in "$p" p1 web sh -c 'echo web-started; uname -r; httpd -f -p 8080 -h /www')
+  client=$(ctr_in "$p" p1 client sh -c 'uname -r; sleep 600')
+  [ "$(qemus)" = 1 ]
+  run cri exec -s "$web" uname -r
+  web_kernel=$output
+  [ "$web_kernel" != "$(uname -r)" ]
+  run cri exec -s "$client" uname -r
+  [ "$output" = "$web_kernel" ]
+  # From one container to the other over the pod's localhost.
+  for i in $(seq 1 20); do
+    out=$(cri exec -s "$client" wget -qO- http://127.0.0.1:8080/ 2>&1) && break; sleep 0.5
+  done
+  [ "$out" = "hello from the pod" ]
+  # From the host on the pod IP.
+  ip=$(cri inspectp "$p" | jq -r .status.network.ip)
+  run curl -fsS --retry 10 --retry-all-errors --retry-delay 1 "http://$ip:8080/"
+  [ "$output" = "hello from the pod" ]
+  run cri logs "$web"
+  [[ "$output" == *web-started* ]]
+  # Stopping one container keeps the other running.
+  cri stop "$web" >/dev/null
+  cri rm "$web" >/dev/null
+  run cri exec -s "$client" echo still-here
+  [ "$output" = still-here ]
+  [ "$(qemus)" = 1 ]
+  cri stopp "$p" >/dev/null
+  cri rmp "$p" >/dev/null
+  no_leaks
+}
+
+@test "three pods side by side: three VMs, each its own, all cleaned" {
+  for n in 1 2 3; do
+    p[$n]=$(pod "q$n")
+    c[$n]=$(ctr_in "${p[$n]}" "q$n" "box$n" sh -c "echo q$n > /tmp/me; sleep 600")
+  done
+  [ "$(qemus)" = 3 ]
+  for n in 1 2 3; do
+    run cri exec -s "${c[$n]}" cat /tmp/me
+    [ "$output" = "q$n" ]
+  done
+  for n in 1 2 3; do cri stopp "${p[$n]}" >/dev/null; cri rmp "${p[$n]}" >/dev/null; done
+  no_leaks
+}
