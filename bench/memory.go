@@ -21,11 +21,17 @@ const (
 	idleSettle = 3 * time.Second
 	// manySandboxes is the size of the crowd whose PSS is read together.
 	manySandboxes = 10
+	// memGuestMiB is the guest memory of the sandboxes measured.
+	memGuestMiB = 512
 )
 
 // sandboxPSS is the host memory of one sandbox's processes, in MiB.
 type sandboxPSS struct {
 	qemu, monitor, proxy float64
+	// qemuRAM, qemuTCG and qemuOther split QEMU's share: the guest RAM
+	// block, the TCG translation buffer, the rest (QEMU's own heap,
+	// binary and libraries).
+	qemuRAM, qemuTCG, qemuOther float64
 }
 
 func (p sandboxPSS) total() float64 { return p.qemu + p.monitor + p.proxy }
@@ -35,7 +41,7 @@ func (p sandboxPSS) total() float64 { return p.qemu + p.monitor + p.proxy }
 // create+start and delete --force, the user-visible cost of a sandbox.
 func (b *bench) memory(ctx context.Context) error {
 	dir := filepath.Join(b.tmp, "mem")
-	h, err := b.hull(dir, 512)
+	h, err := b.hull(dir, memGuestMiB)
 	if err != nil {
 		return err
 	}
@@ -87,6 +93,9 @@ func (b *bench) memory(ctx context.Context) error {
 		b.s.Add("pss_one_qemu", p.qemu)
 		b.s.Add("pss_one_monitor", p.monitor)
 		b.s.Add("pss_one_proxy", p.proxy)
+		b.s.Add("pss_one_qemu_ram", p.qemuRAM)
+		b.s.Add("pss_one_qemu_tcg", p.qemuTCG)
+		b.s.Add("pss_one_qemu_other", p.qemuOther)
 		if err := down(); err != nil {
 			return err
 		}
@@ -154,6 +163,10 @@ func readSandboxPSS(root, id, pidFile string) (sandboxPSS, error) {
 			return sandboxPSS{}, fmt.Errorf("sandbox %s: %w", id, err)
 		}
 	}
+	if p.qemuRAM, p.qemuTCG, err = qemuPSS(info.QEMUPID, memGuestMiB); err != nil {
+		return sandboxPSS{}, fmt.Errorf("sandbox %s: %w", id, err)
+	}
+	p.qemuOther = p.qemu - p.qemuRAM - p.qemuTCG
 	return p, nil
 }
 
@@ -173,4 +186,45 @@ func pssMiB(pid int) (float64, error) {
 		}
 	}
 	return 0, fmt.Errorf("no Pss in /proc/%d/smaps_rollup", pid)
+}
+
+// qemuPSS splits a QEMU's PSS by mapping: the anonymous mapping of the guest
+// RAM (at least ramMiB long, read-write) and TCG's translation buffer (the
+// anonymous read-write-execute one), in MiB.
+func qemuPSS(pid, ramMiB int) (ram, tcg float64, err error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/smaps", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	defer f.Close()
+	var cur *float64
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) == 0 {
+			continue
+		}
+		if lo, hi, ok := strings.Cut(fields[0], "-"); ok && len(fields) >= 5 && !strings.HasSuffix(fields[0], ":") {
+			start, err1 := strconv.ParseUint(lo, 16, 64)
+			end, err2 := strconv.ParseUint(hi, 16, 64)
+			anon := len(fields) == 5
+			cur = nil
+			switch {
+			case err1 != nil || err2 != nil || !anon:
+			case strings.HasPrefix(fields[1], "rwx"):
+				cur = &tcg
+			case strings.HasPrefix(fields[1], "rw") && end-start >= uint64(ramMiB)<<20:
+				cur = &ram
+			}
+			continue
+		}
+		if fields[0] == "Pss:" && cur != nil && len(fields) >= 2 {
+			kb, err := strconv.ParseFloat(fields[1], 64)
+			if err != nil {
+				return 0, 0, err
+			}
+			*cur += kb / 1024
+		}
+	}
+	return ram, tcg, sc.Err()
 }

@@ -218,7 +218,9 @@ func (b *bench) pssTable() string {
 	var t strings.Builder
 	t.WriteString("| process | PSS MiB, median (min–max) |\n| --- | --- |\n")
 	for _, p := range []struct{ key, label string }{
-		{"pss_one_qemu", "QEMU"}, {"pss_one_monitor", "monitor (hull __monitor)"},
+		{"pss_one_qemu", "QEMU"}, {"pss_one_qemu_ram", "  of which guest RAM"},
+		{"pss_one_qemu_tcg", "  of which TCG translation buffer"}, {"pss_one_qemu_other", "  of which QEMU itself (heap, binary, libraries)"},
+		{"pss_one_monitor", "monitor (hull __monitor)"},
 		{"pss_one_proxy", "proxy (hull __proxy)"}, {"pss_one_total", "total"},
 	} {
 		fmt.Fprintf(&t, "| %s | %s |\n", p.label, spread(b.s.Stat(p.key)))

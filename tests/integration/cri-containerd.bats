@@ -36,6 +36,9 @@ state = "$C/state"
   restrict_oom_score_adj = true
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "native"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.hull]
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.hull.options]
@@ -73,7 +76,10 @@ teardown_file() {
   rm -rf "$C"
 }
 
-cri() { "$CRICTL" --runtime-endpoint "unix://$C/containerd.sock" --image-endpoint "unix://$C/containerd.sock" --timeout 120s "$@"; }
+cri() {
+  [ -f "$C/crictl.yaml" ] || printf 'runtime-endpoint: unix://%s/containerd.sock\nimage-endpoint: unix://%s/containerd.sock\ntimeout: 120\n' "$C" "$C" > "$C/crictl.yaml"
+  "$CRICTL" --config "$C/crictl.yaml" "$@" 2> >(grep -v cgroup_parent >&2)
+}
 
 qemus() { pgrep -fc -- "qemu-system.*$C" || true; }
 
