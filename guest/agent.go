@@ -67,6 +67,7 @@ func Main() error {
 		ShareDir:   ShareDir,
 		BundleDir:  bundleDir,
 		CgroupRoot: cgroupRoot,
+		ProcSys:    "/proc/sys",
 		PowerOff:   PowerOff,
 		Log:        log,
 	})

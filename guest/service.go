@@ -49,6 +49,8 @@ type Config struct {
 	BundleDir string
 	// CgroupRoot is the v1 cgroup mount (for stats).
 	CgroupRoot string
+	// ProcSys is where sysctls are written ("/proc/sys" in the guest).
+	ProcSys string
 	// PowerOff ends the VM; called after DestroySandbox has answered.
 	PowerOff func()
 	Log      *slog.Logger
@@ -118,7 +120,7 @@ func (s *Service) CreateContainer(ctx context.Context, req *agentproto.CreateCon
 	if err := joinContainerNamespaces(&spec, s.initPID); err != nil {
 		return nil, status.Errorf(codes.FailedPrecondition, "container %s: %v", req.ContainerId, err)
 	}
-	if err := setSysctls("/proc/sys", takeNetSysctls(&spec)); err != nil {
+	if err := setSysctls(s.cfg.ProcSys, takeNetSysctls(&spec)); err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "container %s: %v", req.ContainerId, err)
 	}
 	s.mu.Lock()

@@ -115,6 +115,9 @@ func takeNetSysctls(s *specs.Spec) map[string]string {
 
 // setSysctls writes sysctls under procSys ("/proc/sys").
 func setSysctls(procSys string, kv map[string]string) error {
+	if len(kv) > 0 && procSys == "" {
+		return fmt.Errorf("no /proc/sys configured for sysctls")
+	}
 	for k, v := range kv {
 		rel := strings.ReplaceAll(k, ".", "/")
 		if strings.Contains(rel, "..") {

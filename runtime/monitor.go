@@ -65,6 +65,8 @@ func RunMonitor(ctx context.Context, o MonitorOptions) (err error) {
 			ready("error: " + err.Error())
 		}
 	}()
+	// Sockets and logs of the sandbox (QEMU's too) are the owner's alone.
+	syscall.Umask(0o077)
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)

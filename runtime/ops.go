@@ -73,8 +73,12 @@ func (r *Runtime) List() ([]*ContainerState, error) {
 	var out []*ContainerState
 	for _, id := range ids {
 		st, err := r.load(id)
-		if err != nil {
-			continue // being created or deleted right now
+		if errors.Is(err, ErrNotFound) {
+			// A create that was killed before it saved any state: list it,
+			// so that `delete --force` is seen to be needed.
+			st = &ContainerState{ID: id, Status: Creating}
+		} else if err != nil {
+			continue
 		}
 		out = append(out, st)
 	}

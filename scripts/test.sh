@@ -8,6 +8,10 @@ bash scripts/deps.sh
 make all
 echo "== unit tests"
 go test ./...
+echo "== fuzz (bounded)"
+for target in runtime:FuzzParseConfig runtime:FuzzSpec guest:FuzzCreateContainer guest:FuzzParseCmdline; do
+  go test -run='^$' -fuzz="^${target#*:}\$" -fuzztime=10s "./${target%%:*}"
+done
 echo "== integration: sandbox VM core (Go)"
 go test -tags integration -count=1 -timeout 20m ./tests/integration/
 echo "== integration: bats suites"
