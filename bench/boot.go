@@ -65,6 +65,9 @@ func (b *bench) boot(ctx context.Context) error {
 		log.Printf("  rep %d: raw %.0f ms, ready tuned %.0f ms, ready generic %.0f ms", i+1,
 			b.s.vals["raw_boot_tuned"][i], b.s.vals["ready_tuned"][i], ms(ready))
 	}
+	if err := b.timeline(ctx); err != nil {
+		return err
+	}
 	b.note("Raw boot: QEMU spawn to exit, `-kernel` + an initrd whose /init (a static Go program) powers off at once; "+
 		"q35, tcg, `-cpu max`, 512 MiB, `%s`. raw_boot_tuned_devices adds the devices hull attaches (QMP, rng, virtio-serial, 9p), "+
 		"rendered by hypervisor.Config.Args.", floorParams)

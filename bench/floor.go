@@ -91,6 +91,10 @@ type rawBoot struct {
 	// devices adds the devices hull attaches (QMP, rng, virtio-serial
 	// agent port, 9p share), rendered by hull's own hypervisor.Config.
 	devices bool
+	// params replaces floorParams when set.
+	params string
+	// console, when set, receives the guest's serial console.
+	console *[]byte
 }
 
 // run boots once in dir and returns the time from spawn to QEMU's exit.
@@ -99,9 +103,13 @@ func (b rawBoot) run(ctx context.Context, dir string) (time.Duration, error) {
 		return 0, err
 	}
 	defer os.RemoveAll(dir)
+	params := floorParams
+	if b.params != "" {
+		params = b.params
+	}
 	cfg := hypervisor.Config{
 		Path: b.qemu, Machine: "q35", Accel: "tcg", CPUModel: "max", VCPUs: 1, MemoryMiB: floorMemoryMiB,
-		Kernel: b.kernel, Initrd: b.initrd, KernelParams: []string{floorParams},
+		Kernel: b.kernel, Initrd: b.initrd, KernelParams: []string{params},
 		QMPSocket: filepath.Join(dir, "qmp.sock"), ConsoleLog: filepath.Join(dir, "console.log"),
 	}
 	var args []string
@@ -118,7 +126,7 @@ func (b rawBoot) run(ctx context.Context, dir string) (time.Duration, error) {
 			"-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
 			"-machine", "q35,accel=tcg", "-cpu", "max", "-smp", "1", "-m", fmt.Sprintf("%dM", floorMemoryMiB),
 			"-chardev", "file,id=console0,path=" + cfg.ConsoleLog, "-serial", "chardev:console0",
-			"-kernel", b.kernel, "-initrd", b.initrd, "-append", floorParams,
+			"-kernel", b.kernel, "-initrd", b.initrd, "-append", params,
 		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
@@ -136,6 +144,9 @@ func (b rawBoot) run(ctx context.Context, dir string) (time.Duration, error) {
 	if err != nil {
 		console, _ := os.ReadFile(cfg.ConsoleLog)
 		return 0, fmt.Errorf("raw boot of %s: %w: %s %s", b.kernel, err, stderr.Bytes(), tail(console, 512))
+	}
+	if b.console != nil {
+		*b.console, _ = os.ReadFile(cfg.ConsoleLog)
 	}
 	return took, nil
 }

@@ -7,11 +7,24 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 )
 
-// leftovers lists what is still running or mounted under dir: processes
-// whose command line names it (QEMU, monitors, proxies) and mounts.
-func leftovers(dir string) []string {
+// leftovers lists what is still running or mounted under dir after waiting
+// up to patience for it to go: processes whose command line names it (QEMU,
+// monitors, proxies) and mounts.
+func leftovers(dir string, patience time.Duration) []string {
+	deadline := time.Now().Add(patience)
+	for {
+		l := leftoversNow(dir)
+		if len(l) == 0 || time.Now().After(deadline) {
+			return l
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func leftoversNow(dir string) []string {
 	var out []string
 	self := strconv.Itoa(os.Getpid())
 	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")

@@ -72,7 +72,14 @@ func run(out string, n int, build string, cases []string) error {
 	if b.tmp, err = os.MkdirTemp("", "hull-bench-"); err != nil {
 		return err
 	}
-	defer os.RemoveAll(b.tmp)
+	defer func() {
+		// Never remove through a mount that is still there.
+		if l := leftovers(b.tmp, 5*time.Second); len(l) > 0 {
+			log.Printf("keeping %s, still in use: %s", b.tmp, strings.Join(l, "; "))
+			return
+		}
+		os.RemoveAll(b.tmp)
+	}()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -92,7 +99,7 @@ func run(out string, n int, build string, cases []string) error {
 			return fmt.Errorf("case %s: %w", c, err)
 		}
 	}
-	if l := leftovers(b.tmp); len(l) > 0 {
+	if l := leftovers(b.tmp, 5*time.Second); len(l) > 0 {
 		return fmt.Errorf("left behind: %s", strings.Join(l, "; "))
 	}
 	return b.report(out, time.Since(began))

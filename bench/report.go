@@ -148,6 +148,9 @@ func (b *bench) report(out string, took time.Duration) error {
 	if bd := b.breakdownTable(); bd != "" {
 		md.WriteString("\n## Start-up breakdown (tuned kernel)\n\n![start-up](startup.png)\n\n" + bd)
 	}
+	if tl := b.timelineTable(); tl != "" {
+		md.WriteString("\n## Guest boot timeline (one verbose boot each, ms)\n\n" + tl)
+	}
 	if pss := b.pssTable(); pss != "" {
 		md.WriteString("\n## Idle sandbox memory by process\n\n" + pss)
 	}

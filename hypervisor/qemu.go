@@ -105,6 +105,12 @@ func (q *QEMU) Start(ctx context.Context) error {
 		q.kill()
 		return fmt.Errorf("start qemu: %w%s", err, q.stderrTail())
 	}
+	// QEMU made its sockets; they are for the owner alone.
+	for _, s := range []string{q.cfg.QMPSocket, q.cfg.Agent.SocketPath} {
+		if s != "" {
+			_ = os.Chmod(s, 0o600)
+		}
+	}
 	return nil
 }
 

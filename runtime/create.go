@@ -111,10 +111,11 @@ func (r *Runtime) Create(ctx context.Context, req CreateRequest) (err error) {
 		}
 	}
 	if owner {
+		// Registered first: a monitor that failed still leaves its traces.
+		cleanups = append(cleanups, func() { _ = r.destroySandbox(context.Background(), sid) })
 		if err := r.spawnMonitor(ctx, sid, spec, nsPath); err != nil {
 			return err
 		}
-		cleanups = append(cleanups, func() { _ = r.destroySandbox(context.Background(), sid) })
 	}
 	g, closeGuest, err := r.guest(sid)
 	if err != nil {

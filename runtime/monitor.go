@@ -67,14 +67,28 @@ func RunMonitor(ctx context.Context, o MonitorOptions) (err error) {
 	}()
 	// Sockets and logs of the sandbox (QEMU's too) are the owner's alone.
 	syscall.Umask(0o077)
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-	defer signal.Stop(sigs)
-
-	sb, err := StartSandbox(ctx, o.Sandbox)
+	// Published first, so that a delete racing a half-booted sandbox can
+	// find this process and stop it.
+	self, err := RefOf(os.Getpid())
 	if err != nil {
 		return err
 	}
+	refPath := o.Store.MonitorRefPath(o.Sandbox.ID)
+	if err := os.MkdirAll(filepath.Dir(refPath), 0o700); err != nil {
+		return err
+	}
+	if err := writeJSON(refPath, self); err != nil {
+		return err
+	}
+	bootCtx, stopBoot := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	sb, err := StartSandbox(bootCtx, o.Sandbox)
+	stopBoot()
+	if err != nil {
+		return err
+	}
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
 	svc := &monitorService{AgentService: sb.Agent(), destroy: make(chan struct{}), done: make(chan error, 1)}
 	srv, err := ttrpc.NewServer()
 	if err != nil {
@@ -89,7 +103,6 @@ func RunMonitor(ctx context.Context, o MonitorOptions) (err error) {
 		return fmt.Errorf("monitor %s: %w", sb.ID, err)
 	}
 	go func() { _ = srv.Serve(context.Background(), l) }()
-	self, _ := RefOf(os.Getpid())
 	info := SandboxInfo{ID: sb.ID, MonitorPID: os.Getpid(), QEMUPID: sb.VM().PID(), Accel: sb.Accel.Name,
 		AccelWhy: sb.Accel.Reason, Timings: sb.Timings, Started: time.Now(), Monitor: self}
 	if err := writeJSON(filepath.Join(sb.Dir, sandboxInfo), info); err != nil {
@@ -178,6 +191,18 @@ func DialMonitor(store *Store, sid string) (*agentproto.Client, error) {
 		return nil, fmt.Errorf("dial monitor of %s: %w", sid, err)
 	}
 	return agentproto.NewClient(conn), nil
+}
+
+// readMonitorRef reads the monitor's process reference, written before the
+// sandbox boots.
+func readMonitorRef(store *Store, sid string) (ProcessRef, error) {
+	var ref ProcessRef
+	b, err := os.ReadFile(store.MonitorRefPath(sid))
+	if err != nil {
+		return ref, err
+	}
+	err = json.Unmarshal(b, &ref)
+	return ref, err
 }
 
 // ReadSandboxInfo reads what a sandbox's monitor published.

@@ -239,20 +239,20 @@ func (r *Runtime) spawnProxy(p ProxySpec) (*Proxy, error) {
 // destroySandbox asks a sandbox's monitor to tear everything down and waits
 // for it to be gone.
 func (r *Runtime) destroySandbox(ctx context.Context, sid string) error {
-	info, _ := ReadSandboxInfo(r.Store, sid)
+	monitor, _ := readMonitorRef(r.Store, sid)
 	c, err := DialMonitor(r.Store, sid)
 	if err == nil {
 		dctx, cancel := context.WithTimeout(ctx, r.Config.Timeouts.Powerdown.Duration+r.Config.Timeouts.Quit.Duration+10*time.Second)
 		_, err = c.DestroySandbox(dctx, &agentproto.DestroySandboxRequest{})
 		cancel()
 		c.Close()
+	} else if monitor.Alive() {
+		// Still booting (or wedged): it stops and cleans up on SIGTERM.
+		_ = syscall.Kill(monitor.PID, syscall.SIGTERM)
 	}
-	if info != nil {
-		waitGone(info.Monitor, 10*time.Second)
-		if info.Monitor.Alive() {
-			info.Monitor.Kill()
-			waitGone(info.Monitor, 5*time.Second)
-		}
+	if !waitGone(monitor, r.Config.Timeouts.Quit.Duration+10*time.Second) {
+		monitor.Kill()
+		waitGone(monitor, 5*time.Second)
 	}
 	if err := RemoveNetNS(r.Store.NetNSPath(sid)); err != nil {
 		return fmt.Errorf("destroy sandbox %s: %w", sid, err)
@@ -266,6 +266,9 @@ func (r *Runtime) destroySandbox(ctx context.Context, sid string) error {
 		if rerr := os.RemoveAll(r.Store.SandboxDir(sid)); rerr != nil {
 			return fmt.Errorf("destroy sandbox %s: %w", sid, rerr)
 		}
+	}
+	if rerr := os.Remove(r.Store.MonitorRefPath(sid)); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+		return fmt.Errorf("destroy sandbox %s: %w", sid, rerr)
 	}
 	if err != nil && !errors.Is(err, ErrSandboxGone) {
 		r.Log.Debug("destroy sandbox", "sandbox", sid, "err", err)

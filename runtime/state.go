@@ -139,6 +139,9 @@ func (s *Store) SandboxDir(id string) string {
 	return filepath.Join(s.Root, "sandboxes", hex.EncodeToString(sum[:8]))
 }
 
+// MonitorRefPath is where a sandbox's monitor records itself before booting.
+func (s *Store) MonitorRefPath(sid string) string { return s.SandboxDir(sid) + ".monitor" }
+
 // NetNSPath is where hull pins a network namespace it created for a sandbox.
 func (s *Store) NetNSPath(sid string) string { return filepath.Join(s.Root, "netns", sid) }
 

@@ -21,7 +21,7 @@ bundle() { # DIR ARGS... : a busybox-static bundle running ARGS
   cp /bin/busybox "$dir/rootfs/bin/busybox"
   for a in $(/bin/busybox --list); do [ "$a" = busybox ] || ln -sf busybox "$dir/rootfs/bin/$a"; done
   (cd "$dir" && "$HULL" spec)
-  local args; args=$(printf '%s\n' "$@" | jq -R . | jq -s .)
+  local args; args=$(jq -n -c '$ARGS.positional' --args -- "$@")
   jq ".process.terminal = false | .root.readonly = false | .process.args = $args | $JQ_EXTRA" "$dir/config.json" > "$dir/c.json"
   mv "$dir/c.json" "$dir/config.json"
 }

@@ -86,7 +86,7 @@ shim_hull() { "$HULL_BIN" --root "$ROOT" --log "$B/log.json" --log-format json "
   run hull exec --env FOO=bar c1 sh -c 'echo in-guest-$FOO'
   [ "$status" -eq 0 ]
   [[ "$output" == *in-guest-bar* ]]
-  jq '.process | .args = ["sh", "-c", "echo detached-out; sleep 1; exit 6"] | .terminal = false' "$B/config.json" > "$T/process.json"
+  jq '.process | .args = ["sh", "-c", "echo detached-out; sleep 60; exit 6"] | .terminal = false' "$B/config.json" > "$T/process.json"
   hull exec --process "$T/process.json" --detach --pid-file "$T/exec.pid" c1 </dev/null >"$T/exec.out" 2>&1
   [ -s "$T/exec.pid" ]
   wait_file "$T/exec.out" detached-out

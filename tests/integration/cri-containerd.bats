@@ -103,7 +103,7 @@ JSON
 # ctr_in POD_ID POD_NAME NAME CMD...: creates and starts a container.
 ctr_in() {
   local pid=$1 pname=$2 name=$3; shift 3
-  local cmd; cmd=$(printf '%s\n' "$@" | jq -R . | jq -s -c .)
+  local cmd; cmd=$(jq -n -c '$ARGS.positional' --args -- "$@")
   cat > "$C/$name.json" <<JSON
 {"metadata": {"name": "$name"}, "image": {"image": "docker.io/library/hull-busybox:latest"}, "command": $cmd, "log_path": "$name.log", "linux": {}}
 JSON

@@ -42,7 +42,7 @@ make_bundle() {
   done
   (cd "$dir" && "$HULL_BIN" spec)
   local args
-  args=$(printf '%s\n' "$@" | jq -R . | jq -s .)
+  args=$(jq -n -c '$ARGS.positional' --args -- "$@")
   edit_spec "$dir" ".process.terminal = false | .root.readonly = false | .process.args = $args"
 }
 

@@ -4,7 +4,7 @@
 # `ctr images import` (no registry needed).
 set -euo pipefail
 rootfs=$1 name=$2 out=$3; shift 3
-cmd=$(printf '%s\n' "$@" | jq -R . | jq -s -c .)
+cmd=$(jq -n -c '$ARGS.positional' --args -- "$@")
 d=$(mktemp -d)
 trap 'rm -rf "$d"' EXIT
 mkdir -p "$d/blobs/sha256"

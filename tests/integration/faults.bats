@@ -1,0 +1,203 @@
+#!/usr/bin/env bats
+# Faults survived, load held, bad input refused, nothing leaked, nothing
+# escapes: each test breaks something on purpose and checks the host is
+# left exactly as before.
+
+load helpers
+
+setup() { setup_hull; }
+teardown() { teardown_hull; }
+
+# sandbox_info ID FIELD: a field of the sandbox's published info.
+sandbox_info() { jq -r ".$2" "$ROOT"/sandboxes/*/sandbox.json | head -1; }
+
+@test "kill -9 of QEMU while a container runs: the proxy exits with an error, state says stopped, delete cleans" {
+  B=$T/b; make_bundle "$B" sleep 600
+  hull run --bundle "$B" c1 </dev/null >/dev/null 2>&1 &
+  runner=$!
+  wait_status c1 running
+  qemu=$(sandbox_info c1 qemuPid)
+  kill -9 "$qemu"
+  rc=0; wait "$runner" || rc=$?
+  [ "$rc" -ne 0 ]
+  assert_no_leak
+
+  B2=$T/b2; make_bundle "$B2" sleep 600
+  hull create --bundle "$B2" --pid-file "$T/pid" c2 </dev/null >/dev/null 2>&1
+  hull start c2
+  kill -9 "$(sandbox_info c2 qemuPid)"
+  wait_status c2 stopped
+  ! kill -0 "$(cat "$T/pid")" 2>/dev/null
+  hull delete c2
+  assert_no_leak
+}
+
+@test "kill -9 of the sandbox monitor: no orphan QEMU, the container stops, delete cleans" {
+  B=$T/b; make_bundle "$B" sleep 600
+  hull create --bundle "$B" c1 </dev/null >/dev/null 2>&1
+  hull start c1
+  qemu=$(sandbox_info c1 qemuPid)
+  kill -9 "$(sandbox_info c1 monitorPid)"
+  for i in $(seq 1 100); do kill -0 "$qemu" 2>/dev/null || break; sleep 0.1; done
+  ! kill -0 "$qemu" 2>/dev/null
+  wait_status c1 stopped
+  hull delete c1
+  assert_no_leak
+}
+
+# create_killed_at NAME CONDITION: starts a create, SIGKILLs it once
+# CONDITION (a shell test) holds, then checks list and delete --force.
+create_killed_at() {
+  local id=$1 cond=$2
+  B=$T/$id; make_bundle "$B" sleep 600
+  "$HULL_BIN" --root "$ROOT" create --bundle "$B" "$id" </dev/null >/dev/null 2>&1 &
+  local creator=$!
+  local i
+  for i in $(seq 1 600); do eval "$cond" && break; sleep 0.05; done
+  eval "$cond"
+  kill -9 "$creator"
+  wait "$creator" || true
+  run hull list -q
+  [[ "$output" == *"$id"* ]]
+  hull delete --force "$id"
+  run hull state "$id"
+  [ "$status" -ne 0 ]
+  assert_no_leak
+}
+
+@test "hull killed in the middle of create, at each step: list sees it, delete --force cleans it" {
+  create_killed_at k1 '[ -d "$ROOT/containers/k1" ]'
+  create_killed_at k2 '[ -f "$ROOT/netns/k2" ]'
+  create_killed_at k3 'pgrep -f -- "__monitor --id k3" >/dev/null'
+  create_killed_at k4 'pgrep -f -- "qemu-system.*$ROOT" >/dev/null'
+  create_killed_at k5 'ls "$ROOT"/sandboxes/*/monitor.sock >/dev/null 2>&1'
+}
+
+@test "the disk under the state dir full: a clear error, nothing left" {
+  mkdir -p "$T/small"
+  mount -t tmpfs -o size=256k tmpfs "$T/small"
+  dd if=/dev/zero of="$T/small/fill" bs=4k count=1000 2>/dev/null || true
+  B=$T/b; make_bundle "$B" true
+  run "$HULL_BIN" --root "$T/small/root" create --bundle "$B" c1 </dev/null
+  umount "$T/small"
+  [ "$status" -ne 0 ]
+  [[ "$output" == *"no space left on device"* ]]
+  assert_no_leak
+}
+
+@test "10 concurrent runs, each its own VM, each with its own exit code" {
+  for i in $(seq 1 10); do make_bundle "$T/b$i" sh -c "exit $i"; done
+  pids=()
+  for i in $(seq 1 10); do
+    hull run --bundle "$T/b$i" "r$i" </dev/null >"$T/r$i.out" 2>&1 &
+    pids[$i]=$!
+  done
+  for i in $(seq 1 10); do
+    rc=0; wait "${pids[$i]}" || rc=$?
+    [ "$rc" -eq "$i" ] || { echo "run r$i: exit $rc, want $i: $(cat "$T/r$i.out")" >&2; false; }
+  done
+  assert_no_leak
+}
+
+# pod_app DIR ID ARGS...: an app container of pod "pod" (CRI-O annotations).
+pod_app() {
+  local dir=$1 id=$2; shift 2
+  make_bundle "$dir" "$@"
+  edit_spec "$dir" "(.linux.namespaces[] | select(.type == \"network\")).path = \"$ROOT/netns/pod\"
+    | .annotations = {\"io.kubernetes.cri-o.ContainerType\": \"container\", \"io.kubernetes.cri-o.SandboxID\": \"pod\"}"
+}
+
+snapshot() {
+  echo "processes $(pgrep -f -- "$T" | wc -l)"
+  echo "mounts $(grep -cF -- "$T" /proc/self/mountinfo)"
+  echo "files $(find "$ROOT" | wc -l)"
+  echo "monitor-fds $(ls /proc/"$(sandbox_info pod monitorPid)"/fd | wc -l)"
+  echo "qemu-fds $(ls /proc/"$(sandbox_info pod qemuPid)"/fd | wc -l)"
+  echo "netns $(ip netns list | wc -l)"
+}
+
+@test "a pod under load: 10 concurrent runs in one VM, then 100 create/start/delete cycles leave the host as before" {
+  B=$T/pause; make_bundle "$B" sleep 600
+  edit_spec "$B" '.annotations = {"io.kubernetes.cri-o.ContainerType": "sandbox", "io.kubernetes.cri-o.SandboxID": "pod"}'
+  hull create --bundle "$B" pod </dev/null >/dev/null 2>&1
+  hull start pod
+  for i in $(seq 1 10); do pod_app "$T/a$i" "a$i" sh -c "exit $i"; done
+  pids=()
+  for i in $(seq 1 10); do
+    hull run --bundle "$T/a$i" "a$i" </dev/null >"$T/a$i.out" 2>&1 &
+    pids[$i]=$!
+  done
+  for i in $(seq 1 10); do
+    rc=0; wait "${pids[$i]}" || rc=$?
+    [ "$rc" -eq "$i" ] || { echo "a$i: exit $rc: $(cat "$T/a$i.out")" >&2; false; }
+  done
+  [ "$(pgrep -fc -- "qemu-system.*$T")" = 1 ]
+  [ "$(hull list -q)" = pod ]
+
+  pod_app "$T/cycle" cyc true
+  before=$(snapshot)
+  for i in $(seq 1 100); do
+    hull create --bundle "$T/cycle" "cyc$i" </dev/null >/dev/null 2>&1
+    hull start "cyc$i"
+    wait_status "cyc$i" stopped
+    hull delete "cyc$i"
+  done
+  after=$(snapshot)
+  echo "before: $before"; echo "after: $after"
+  [ "$before" = "$after" ]
+  hull delete --force pod
+  assert_no_leak
+}
+
+@test "symlinks planted in the rootfs or a volume cannot reach host files" {
+  echo host-secret > "$T/secret"
+  mkdir -p "$T/vol"
+  B=$T/b; make_bundle "$B" sh -c '
+    ln -s / /data/root; ln -s '"$T"'/secret /data/abs; ln -s ../../../../../../../../../'"$T"'/secret /data/up
+    ln -s '"$T"'/secret /vol/abs; ln -s ../../../../../../../../'"$T"' /vol/updir
+    for l in /data/abs /data/up /vol/abs /vol/updir/secret; do cat "$l" 2>/dev/null && echo "LEAK via $l"; done
+    echo overwrite > /data/abs 2>/dev/null; echo overwrite > /vol/abs 2>/dev/null
+    ls /data/root/ | grep -q proc && echo root-is-the-container
+    true'
+  edit_spec "$B" ".mounts += [{destination: \"/vol\", type: \"bind\", source: \"$T/vol\", options: [\"rbind\", \"rw\"]}]"
+  run hull run --bundle "$B" c1
+  echo "$output"
+  [ "$status" -eq 0 ]
+  [[ "$output" != *LEAK* ]]
+  [[ "$output" == *root-is-the-container* ]]
+  [ "$(cat "$T/secret")" = host-secret ]
+  # The links exist on the host as links, pointing nowhere useful.
+  [ -L "$T/vol/abs" ]
+  assert_no_leak
+}
+
+@test "the guest sees only the share; state 0700, sockets 0600; --log never holds the environment" {
+  B=$T/b; make_bundle "$B" sleep 600
+  edit_spec "$B" '.process.env += ["HULL_TEST_SECRET=do-not-log-me"]'
+  "$HULL_BIN" --root "$ROOT" --debug --log "$T/hull.log" create --bundle "$B" c1 </dev/null >/dev/null 2>&1
+  "$HULL_BIN" --root "$ROOT" --debug --log "$T/hull.log" start c1
+  sb=$(ls -d "$ROOT"/sandboxes/*/)
+  [ "$(stat -c %a "$ROOT")" = 700 ]
+  [ "$(stat -c %a "$sb")" = 700 ]
+  for s in qmp.sock agent.sock monitor.sock; do
+    [ "$(stat -c %a "$sb/$s")" = 600 ] || { echo "$s: $(stat -c %a "$sb/$s")" >&2; false; }
+  done
+  # QEMU exports share/shared: no socket and nothing of the sandbox dir.
+  [ -z "$(find "$sb/share/shared/" -type s)" ]
+  [ "$(ls "$sb/share/shared")" = c1 ]
+  run hull exec c1 sh -c 'ls /run/hull 2>&1; cat /proc/mounts | grep -c 9p'
+  [[ "$output" != *qmp* ]]
+  ! grep -q do-not-log-me "$T/hull.log"
+  hull delete --force c1
+  ! grep -q do-not-log-me "$T/hull.log"
+}
+
+@test "hull check reports each requirement with a reason" {
+  run hull check
+  echo "$output"
+  [ "$status" -eq 0 ]
+  for what in qemu kvm "guest kernel" "guest initrd" vhost-vsock tun cgroups memory; do
+    [[ "$output" == *"$what"* ]]
+  done
+  [[ "$output" == *"QEMU emulator version"* ]]
+}
