@@ -51,7 +51,8 @@ func (r *Runtime) Create(ctx context.Context, req CreateRequest) (err error) {
 	}
 	sid, owner := SandboxOf(req.ID, spec.Annotations)
 	st := &ContainerState{ID: req.ID, Bundle: bundle, Rootfs: rootfsPath(bundle, spec.Root.Path), SandboxID: sid,
-		Status: Creating, Created: time.Now().UTC(), Owner: currentUser(), Annotations: spec.Annotations}
+		Status: Creating, Created: time.Now().UTC(), Owner: currentUser(), Annotations: spec.Annotations,
+		CgroupsPath: cgroupsPath(spec)}
 	var cleanups []func()
 	defer func() {
 		if err != nil {
@@ -65,6 +66,20 @@ func (r *Runtime) Create(ctx context.Context, req CreateRequest) (err error) {
 	if err := r.Store.Save(st); err != nil {
 		return err
 	}
+	cg, err := NewHostCgroup(st.CgroupsPath)
+	if err != nil {
+		return err
+	}
+	var limits *specs.LinuxResources
+	if owner && spec.Linux != nil {
+		limits = spec.Linux.Resources
+	}
+	_, vmMem := r.sizeVM(spec)
+	if err := cg.Create(limits, vmMem); err != nil {
+		return err
+	}
+	// Last to run: the cgroup empties as the processes above are killed.
+	cleanups = append([]func(){func() { _ = cg.Remove() }}, cleanups...)
 	nsPath, newNS, err := r.netnsOf(spec, sid, owner)
 	if err != nil {
 		return err
@@ -93,7 +108,7 @@ func (r *Runtime) Create(ctx context.Context, req CreateRequest) (err error) {
 	// The proxy starts first, in the container's network namespace: its PID
 	// is the container's for the hooks, and Docker's prestart hook enters
 	// that PID's namespace to plug the veth in before the VM takes it over.
-	proxy, err := r.spawnProxy(ProxySpec{SandboxID: sid, ID: req.ID, Terminal: spec.Process.Terminal, Stdio: stdio, NetNS: nsPath})
+	proxy, err := r.spawnProxy(ProxySpec{SandboxID: sid, ID: req.ID, Terminal: spec.Process.Terminal, Stdio: stdio, NetNS: nsPath, Cgroup: st.CgroupsPath})
 	if err != nil {
 		return err
 	}
@@ -113,7 +128,7 @@ func (r *Runtime) Create(ctx context.Context, req CreateRequest) (err error) {
 	if owner {
 		// Registered first: a monitor that failed still leaves its traces.
 		cleanups = append(cleanups, func() { _ = r.destroySandbox(context.Background(), sid) })
-		if err := r.spawnMonitor(ctx, sid, spec, nsPath); err != nil {
+		if err := r.spawnMonitor(ctx, sid, spec, nsPath, st.CgroupsPath); err != nil {
 			return err
 		}
 	}
@@ -160,6 +175,13 @@ func (r *Runtime) netnsOf(spec *specs.Spec, sid string, owner bool) (path string
 		}
 	}
 	return "", false, errors.New("host networking cannot work in a VM: the container needs a network namespace of its own (drop --net=host)")
+}
+
+func cgroupsPath(spec *specs.Spec) string {
+	if spec.Linux == nil {
+		return ""
+	}
+	return spec.Linux.CgroupsPath
 }
 
 func rootfsPath(bundle, root string) string {

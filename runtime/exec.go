@@ -105,7 +105,7 @@ func (r *Runtime) Exec(ctx context.Context, req ExecRequest) (int, error) {
 		defer slave.Close()
 		stdio = [3]*os.File{slave, slave, slave}
 	}
-	proxy, err := r.spawnProxy(ProxySpec{SandboxID: st.SandboxID, ID: req.ID, ExecID: eid, Terminal: req.Process.Terminal, Stdio: stdio})
+	proxy, err := r.spawnProxy(ProxySpec{SandboxID: st.SandboxID, ID: req.ID, ExecID: eid, Terminal: req.Process.Terminal, Stdio: stdio, Cgroup: st.CgroupsPath})
 	if err != nil {
 		return -1, err
 	}

@@ -185,6 +185,11 @@ func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
 			return fmt.Errorf("delete %s: %w", id, err)
 		}
 	}
+	if cg, err := NewHostCgroup(st.CgroupsPath); err == nil {
+		if err := cg.Remove(); err != nil {
+			r.Log.Warn("remove cgroup", "container", id, "err", err)
+		}
+	}
 	if spec, err := LoadSpec(st.Bundle); err == nil && spec.Hooks != nil {
 		st.Status = Stopped
 		if err := RunHooks(ctx, "poststop", spec.Hooks.Poststop, OCIState(st)); err != nil {

@@ -91,7 +91,7 @@ func OCIState(st *ContainerState) specs.State {
 }
 
 // spawnMonitor starts the monitor of a new sandbox and waits until it serves.
-func (r *Runtime) spawnMonitor(ctx context.Context, sid string, spec *specs.Spec, netns string) error {
+func (r *Runtime) spawnMonitor(ctx context.Context, sid string, spec *specs.Spec, netns, cgroup string) error {
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		return err
@@ -99,7 +99,7 @@ func (r *Runtime) spawnMonitor(ctx context.Context, sid string, spec *specs.Spec
 	defer pr.Close()
 	vcpus, mem := r.sizeVM(spec)
 	args := append(append([]string{}, r.ChildArgs...), MonitorCommand, "--id", sid,
-		"--vcpus", fmt.Sprint(vcpus), "--memory", fmt.Sprint(mem), "--netns", netns)
+		"--vcpus", fmt.Sprint(vcpus), "--memory", fmt.Sprint(mem), "--netns", netns, "--cgroup", cgroup)
 	cmd := exec.Command(r.Self, args...)
 	cmd.ExtraFiles = []*os.File{pw}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -171,6 +171,8 @@ type ProxySpec struct {
 	Stdio [3]*os.File
 	// NetNS is the network namespace the proxy lives in ("" for hull's).
 	NetNS string
+	// Cgroup is the cgroupsPath the proxy joins.
+	Cgroup string
 }
 
 // Proxy is a started proxy, waiting for Go before it relays.
@@ -203,6 +205,9 @@ func (r *Runtime) spawnProxy(p ProxySpec) (*Proxy, error) {
 	}
 	if p.Terminal {
 		args = append(args, "--tty")
+	}
+	if p.Cgroup != "" {
+		args = append(args, "--cgroup", p.Cgroup)
 	}
 	gateR, gateW, err := os.Pipe()
 	if err != nil {

@@ -42,6 +42,9 @@ type ContainerState struct {
 	Proxy ProcessRef `json:"proxy"`
 	// Execs are the proxies of detached exec processes.
 	Execs map[string]ProcessRef `json:"execs,omitempty"`
+	// CgroupsPath is the spec's linux.cgroupsPath, which holds the host
+	// processes of the container (and of its sandbox, for the owner).
+	CgroupsPath string `json:"cgroupsPath,omitempty"`
 }
 
 // ProcessRef names a host process robustly against PID reuse.

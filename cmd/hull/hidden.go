@@ -17,6 +17,7 @@ var monitorCommand = &cli.Command{
 		&cli.IntFlag{Name: "vcpus"},
 		&cli.IntFlag{Name: "memory"},
 		&cli.StringFlag{Name: "netns"},
+		&cli.StringFlag{Name: "cgroup"},
 	},
 	Action: func(c *cli.Context) error {
 		rt, err := newRuntime(c, true)
@@ -30,8 +31,9 @@ var monitorCommand = &cli.Command{
 			Store: rt.Store,
 			Sandbox: runtime.SandboxOptions{ID: id, Dir: rt.Store.SandboxDir(id), Config: rt.Config,
 				VCPUs: c.Int("vcpus"), MemoryMiB: c.Int("memory"), NetNS: c.String("netns"), Log: rt.Log},
-			Ready: ready,
-			Log:   rt.Log,
+			Ready:  ready,
+			Cgroup: c.String("cgroup"),
+			Log:    rt.Log,
 		})
 	},
 }
@@ -45,8 +47,10 @@ var proxyCommand = &cli.Command{
 		&cli.StringFlag{Name: "id", Required: true},
 		&cli.StringFlag{Name: "exec"},
 		&cli.BoolFlag{Name: "tty"},
+		&cli.StringFlag{Name: "cgroup"},
 	},
 	Action: func(c *cli.Context) error {
+		_ = runtime.JoinCgroup(c.String("cgroup"))
 		rt, err := newRuntime(c, true)
 		if err != nil {
 			return cli.Exit("", runtime.ExitSandboxLost)

@@ -129,8 +129,9 @@ no_leaks() {
   no_leaks
 }
 
-@test "docker run --memory 300m --cpus 2 sizes the VM" {
-  run d run --rm --memory 300m --cpus 2 --runtime hull hull-busybox sh -c 'nproc; grep MemTotal /proc/meminfo'
+@test "docker run --memory 300m --cpus 2 sizes the VM; its cgroup holds QEMU" {
+  id=$(d run -d --name sized --memory 300m --cpus 2 --runtime hull hull-busybox sleep 600)
+  run d exec sized sh -c 'nproc; grep MemTotal /proc/meminfo'
   echo "$output"
   [ "$status" -eq 0 ]
   [ "${lines[0]}" = 2 ]
@@ -138,6 +139,14 @@ no_leaks() {
   # 300 MiB plus the guest overhead (128 MiB), less what the kernel keeps.
   [ "$mem_kb" -gt $(( 300 * 1024 )) ]
   [ "$mem_kb" -lt $(( 450 * 1024 )) ]
+  # Host accounting sees the sandbox: QEMU runs in the container's cgroup,
+  # limited to the VM's size.
+  cg=/sys/fs/cgroup/memory/docker/$id
+  qemu=$(pgrep -f -- "qemu-system.*$D")
+  grep -qx "$qemu" "$cg/cgroup.procs"
+  [ "$(cat "$cg/memory.limit_in_bytes")" -ge $(( 300 << 20 )) ]
+  d rm -f sized
+  [ ! -d "$cg" ]
   no_leaks
 }
 
