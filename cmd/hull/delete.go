@@ -1,6 +1,10 @@
 package main
 
-import "github.com/urfave/cli/v2"
+import (
+	"github.com/urfave/cli/v2"
+
+	"github.com/hull-runtime/hull/runtime"
+)
 
 var deleteCommand = &cli.Command{
 	Name:      "delete",
@@ -9,15 +13,7 @@ var deleteCommand = &cli.Command{
 	Flags: []cli.Flag{
 		&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "kill the container first if it runs"},
 	},
-	Action: func(c *cli.Context) error {
-		id, err := oneID(c)
-		if err != nil {
-			return err
-		}
-		rt, err := newRuntime(c, false)
-		if err != nil {
-			return err
-		}
+	Action: withContainer(func(c *cli.Context, rt *runtime.Runtime, id string) error {
 		return rt.Delete(c.Context, id, c.Bool("force"))
-	},
+	}),
 }

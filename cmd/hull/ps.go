@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/hull-runtime/hull/runtime"
 )
 
 var psCommand = &cli.Command{
@@ -14,15 +16,7 @@ var psCommand = &cli.Command{
 	Flags: []cli.Flag{
 		&cli.StringFlag{Name: "format", Aliases: []string{"f"}, Value: "table", Usage: "table (guest PIDs) or json (host PIDs of the process proxies)"},
 	},
-	Action: func(c *cli.Context) error {
-		id, err := oneID(c)
-		if err != nil {
-			return err
-		}
-		rt, err := newRuntime(c, false)
-		if err != nil {
-			return err
-		}
+	Action: withContainer(func(c *cli.Context, rt *runtime.Runtime, id string) error {
 		host, guest, err := rt.Ps(c.Context, id)
 		if err != nil {
 			return err
@@ -43,5 +37,5 @@ var psCommand = &cli.Command{
 			return fmt.Errorf("ps: --format %q: want table or json", c.String("format"))
 		}
 		return nil
-	},
+	}),
 }

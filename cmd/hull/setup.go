@@ -149,3 +149,19 @@ func oneID(c *cli.Context) (string, error) {
 	}
 	return c.Args().First(), nil
 }
+
+// withContainer is the Action of a command that takes one container ID:
+// it parses the ID, builds the runtime and hands both to do.
+func withContainer(do func(c *cli.Context, rt *runtime.Runtime, id string) error) cli.ActionFunc {
+	return func(c *cli.Context) error {
+		id, err := oneID(c)
+		if err != nil {
+			return err
+		}
+		rt, err := newRuntime(c, false)
+		if err != nil {
+			return err
+		}
+		return do(c, rt, id)
+	}
+}

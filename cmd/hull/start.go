@@ -1,20 +1,16 @@
 package main
 
-import "github.com/urfave/cli/v2"
+import (
+	"github.com/urfave/cli/v2"
+
+	"github.com/hull-runtime/hull/runtime"
+)
 
 var startCommand = &cli.Command{
 	Name:      "start",
 	Usage:     "start a created container",
 	ArgsUsage: "<container-id>",
-	Action: func(c *cli.Context) error {
-		id, err := oneID(c)
-		if err != nil {
-			return err
-		}
-		rt, err := newRuntime(c, false)
-		if err != nil {
-			return err
-		}
+	Action: withContainer(func(c *cli.Context, rt *runtime.Runtime, id string) error {
 		return rt.Start(c.Context, id)
-	},
+	}),
 }

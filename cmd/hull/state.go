@@ -33,15 +33,7 @@ var stateCommand = &cli.Command{
 	Name:      "state",
 	Usage:     "print a container's state as JSON",
 	ArgsUsage: "<container-id>",
-	Action: func(c *cli.Context) error {
-		id, err := oneID(c)
-		if err != nil {
-			return err
-		}
-		rt, err := newRuntime(c, false)
-		if err != nil {
-			return err
-		}
+	Action: withContainer(func(c *cli.Context, rt *runtime.Runtime, id string) error {
 		_, st, err := rt.State(id)
 		if err != nil {
 			return err
@@ -52,5 +44,5 @@ var stateCommand = &cli.Command{
 		}
 		fmt.Fprintln(c.App.Writer, string(b))
 		return nil
-	},
+	}),
 }

@@ -10,14 +10,7 @@ setup_file() {
   require_host
   [ -x "$CRICTL" ] || { echo "crictl missing (go install sigs.k8s.io/cri-tools/cmd/crictl@v1.37.0)" >&2; return 1; }
   export C=$(mktemp -d /tmp/hull-cri.XXXXXX)
-  export HULL_CONFIG=$C/hull.toml
-  cat > "$HULL_CONFIG" <<TOML
-[hypervisor]
-accel = "${HULL_ACCEL:-tcg}"
-kernel = "$BUILD/vmlinuz-hull"
-initrd = "$BUILD/initrd-hull.img"
-default_memory = 256
-TOML
+  write_config "$C/hull.toml"
   mkdir -p "$C/cni" "$C/logs"
   cat > "$C/cni/10-hull.conflist" <<JSON
 {"cniVersion": "1.0.0", "name": "hullnet", "plugins": [

@@ -10,14 +10,7 @@ setup_file() {
   require_host
   [ -x /usr/sbin/dockerd ] || { echo "dockerd missing (apt-get install docker.io)" >&2; return 1; }
   export D=$(mktemp -d /tmp/hull-docker.XXXXXX)
-  export HULL_CONFIG=$D/hull.toml
-  cat > "$HULL_CONFIG" <<TOML
-[hypervisor]
-accel = "${HULL_ACCEL:-tcg}"
-kernel = "$BUILD/vmlinuz-hull"
-initrd = "$BUILD/initrd-hull.img"
-default_memory = 256
-TOML
+  write_config "$D/hull.toml"
   cat > "$D/daemon.json" <<JSON
 {"runtimes": {"hull": {"path": "$HULL_BIN", "runtimeArgs": ["--config", "$HULL_CONFIG"]}}}
 JSON

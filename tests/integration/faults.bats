@@ -85,17 +85,23 @@ create_killed_at() {
   assert_no_leak
 }
 
-@test "10 concurrent runs, each its own VM, each with its own exit code" {
-  for i in $(seq 1 10); do make_bundle "$T/b$i" sh -c "exit $i"; done
-  pids=()
+# run_ten PREFIX: `hull run` of bundles $T/PREFIX1..10 (container IDs the
+# same) all at once; container i must exit with status i.
+run_ten() {
+  local i rc pids=()
   for i in $(seq 1 10); do
-    hull run --bundle "$T/b$i" "r$i" </dev/null >"$T/r$i.out" 2>&1 &
+    hull run --bundle "$T/$1$i" "$1$i" </dev/null >"$T/$1$i.out" 2>&1 &
     pids[$i]=$!
   done
   for i in $(seq 1 10); do
     rc=0; wait "${pids[$i]}" || rc=$?
-    [ "$rc" -eq "$i" ] || { echo "run r$i: exit $rc, want $i: $(cat "$T/r$i.out")" >&2; false; }
+    [ "$rc" -eq "$i" ] || { echo "run $1$i: exit $rc, want $i: $(cat "$T/$1$i.out")" >&2; return 1; }
   done
+}
+
+@test "10 concurrent runs, each its own VM, each with its own exit code" {
+  for i in $(seq 1 10); do make_bundle "$T/r$i" sh -c "exit $i"; done
+  run_ten r
   assert_no_leak
 }
 
@@ -122,15 +128,7 @@ snapshot() {
   hull create --bundle "$B" pod </dev/null >/dev/null 2>&1
   hull start pod
   for i in $(seq 1 10); do pod_app "$T/a$i" "a$i" sh -c "exit $i"; done
-  pids=()
-  for i in $(seq 1 10); do
-    hull run --bundle "$T/a$i" "a$i" </dev/null >"$T/a$i.out" 2>&1 &
-    pids[$i]=$!
-  done
-  for i in $(seq 1 10); do
-    rc=0; wait "${pids[$i]}" || rc=$?
-    [ "$rc" -eq "$i" ] || { echo "a$i: exit $rc: $(cat "$T/a$i.out")" >&2; false; }
-  done
+  run_ten a
   [ "$(pgrep -fc -- "qemu-system.*$T")" = 1 ]
   [ "$(hull list -q)" = pod ]
 

@@ -20,7 +20,13 @@ setup_hull() {
   require_host
   T=$(mktemp -d /tmp/hull-bats.XXXXXX)
   ROOT=$T/root
-  export HULL_CONFIG=$T/hull.toml
+  write_config "$T/hull.toml"
+}
+
+# write_config FILE: the suites' hull configuration (TCG unless HULL_ACCEL
+# says otherwise, the built guest), exported as HULL_CONFIG.
+write_config() {
+  export HULL_CONFIG=$1
   cat > "$HULL_CONFIG" <<TOML
 [hypervisor]
 accel = "${HULL_ACCEL:-tcg}"
