@@ -183,6 +183,10 @@ func (c *Config) Args() []string {
 
 func (c *Config) machine() []prop {
 	props := []prop{p("", c.Machine), p("accel", c.Accel)}
+	if c.Machine == "q35" {
+		// Devices the guest never uses but would probe at every boot.
+		props = append(props, p("sata", "off"), p("smbus", "off"), p("vmport", "off"), p("i8042", "off"), p("graphics", "off"))
+	}
 	if c.Machine == "microvm" {
 		// Under TCG, microvm without the PIT hangs in TSC calibration.
 		props = append(props, p("pit", "on"), p("pic", "off"), p("rtc", "on"), p("isa-serial", "on"))

@@ -91,6 +91,10 @@ const (
 	installedDataDir  = "/usr/local/share/hull"
 )
 
+// DefaultKernelParams keep a guest's boot short under TCG: no console
+// chatter, no clock or keyboard-controller probing nobody needs.
+const DefaultKernelParams = "quiet tsc=reliable no_timer_check rcupdate.rcu_expedited=1 i8042.noaux=1 i8042.nopnp=1 i8042.dumbkbd=1 cryptomgr.notests pci=lastbus=0"
+
 // DefaultConfig is what hull runs with when no file says otherwise.
 func DefaultConfig() Config {
 	return Config{
@@ -102,7 +106,7 @@ func DefaultConfig() Config {
 			KVMProbeLimit:  Duration{50 * time.Millisecond},
 			Kernel:         installedDataDir + "/vmlinuz",
 			Initrd:         installedDataDir + "/initrd.img",
-			KernelParams:   "quiet",
+			KernelParams:   DefaultKernelParams,
 			DefaultVCPUs:   1,
 			DefaultMemory:  512,
 			MemoryOverhead: 128,

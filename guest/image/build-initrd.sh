@@ -3,6 +3,8 @@
 # libraries it links, and (for a modular distro kernel) the kernel modules
 # the agent loads, listed in dependency order in /lib/modules/load.
 # Timestamps and ordering are fixed so the same inputs give the same bytes.
+# The archive is left uncompressed: under TCG, inflating it cost the guest
+# ~0.3 s of a ~3 s boot, far more than copying the larger image.
 #
 # usage: build-initrd.sh AGENT OUT [MODROOT KVER]
 set -euo pipefail
@@ -47,6 +49,6 @@ fi
 
 find "$stage" -exec touch -h -d @0 {} +
 mkdir -p "$(dirname "$out")"
-(cd "$stage" && find . -mindepth 1 | LC_ALL=C sort | cpio --quiet -o -H newc --reproducible -R 0:0) | gzip -n -1 > "$out.tmp"
+(cd "$stage" && find . -mindepth 1 | LC_ALL=C sort | cpio --quiet -o -H newc --reproducible -R 0:0) > "$out.tmp"
 mv "$out.tmp" "$out"
 echo "build-initrd: $out ($(du -h "$out" | cut -f1))"
