@@ -24,7 +24,7 @@ agent:
 guest: kernel generic initrd
 
 kernel:
-	guest/image/build-kernel.sh $(BUILD)/vmlinuz-hull
+	guest/image/build-kernel.sh $(BUILD)/vmlinuz-hull $(BUILD)/vmlinux-hull
 
 generic:
 	@set -e; read -r vmlinuz modroot kver < <(guest/image/fetch-generic-kernel.sh); \
@@ -50,6 +50,7 @@ integration: all
 # Binaries, the tuned guest and the configuration where the defaults look.
 install: all
 	install -D -m 0755 $(BUILD)/hull $(DESTDIR)$(PREFIX)/bin/hull
+	install -D -m 0644 $(BUILD)/vmlinux-hull $(DESTDIR)$(PREFIX)/share/hull/vmlinux
 	install -D -m 0644 $(BUILD)/vmlinuz-hull $(DESTDIR)$(PREFIX)/share/hull/vmlinuz
 	install -D -m 0644 $(BUILD)/initrd-hull.img $(DESTDIR)$(PREFIX)/share/hull/initrd.img
 	install -D -m 0644 $(BUILD)/vmlinuz-generic $(DESTDIR)$(PREFIX)/share/hull/vmlinuz-generic

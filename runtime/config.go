@@ -104,7 +104,7 @@ func DefaultConfig() Config {
 			Accel:          "auto",
 			KVMDevice:      "/dev/kvm",
 			KVMProbeLimit:  Duration{50 * time.Millisecond},
-			Kernel:         installedDataDir + "/vmlinuz",
+			Kernel:         installedDataDir + "/vmlinux",
 			Initrd:         installedDataDir + "/initrd.img",
 			KernelParams:   DefaultKernelParams,
 			DefaultVCPUs:   1,

@@ -10,7 +10,7 @@ require_host() {
   [ "$(id -u)" = 0 ] || { echo "hull integration tests need root" >&2; return 1; }
   command -v qemu-system-x86_64 >/dev/null || { echo "qemu-system-x86_64 missing" >&2; return 1; }
   command -v jq >/dev/null || { echo "jq missing" >&2; return 1; }
-  for f in "$HULL_BIN" "$BUILD/vmlinuz-hull" "$BUILD/initrd-hull.img" "$RECVTTY"; do
+  for f in "$HULL_BIN" "$BUILD/vmlinux-hull" "$BUILD/initrd-hull.img" "$RECVTTY"; do
     [ -e "$f" ] || { echo "$f missing: run make" >&2; return 1; }
   done
 }
@@ -30,7 +30,7 @@ write_config() {
   cat > "$HULL_CONFIG" <<TOML
 [hypervisor]
 accel = "${HULL_ACCEL:-tcg}"
-kernel = "${HULL_KERNEL:-$BUILD/vmlinuz-hull}"
+kernel = "${HULL_KERNEL:-$BUILD/vmlinux-hull}"
 initrd = "${HULL_INITRD:-$BUILD/initrd-hull.img}"
 default_memory = 256
 TOML

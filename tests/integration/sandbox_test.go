@@ -26,7 +26,8 @@ import (
 
 // guests are the kernel+initrd pairs under test, built by `make guest`.
 var guests = []struct{ name, kernel, initrd string }{
-	{"tuned", "vmlinuz-hull", "initrd-hull.img"},
+	{"tuned", "vmlinux-hull", "initrd-hull.img"},
+	{"tuned-bzimage", "vmlinuz-hull", "initrd-hull.img"},
 	{"generic", "vmlinuz-generic", "initrd-generic.img"},
 }
 
