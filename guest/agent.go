@@ -40,13 +40,17 @@ func Main() error {
 		return err
 	}
 	level := slog.LevelWarn
+	trace := func(string) {}
 	if boot.Debug {
 		level = slog.LevelDebug
+		trace = kmsgTrace()
 	}
+	trace("agent: command line read")
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	if err := LoadModules(moduleList); err != nil {
 		return err
 	}
+	trace("agent: modules loaded")
 	if err := LoopbackUp(); err != nil {
 		return err
 	}
@@ -55,6 +59,7 @@ func Main() error {
 			return err
 		}
 	}
+	trace("agent: share mounted")
 	reaper := NewReaper()
 	// go-runc reports exits through this package-level monitor; PID 1 must
 	// own every wait4, so it is set once, here, before runc runs.
@@ -81,6 +86,7 @@ func Main() error {
 	}
 	agentproto.RegisterAgentService(srv, svc)
 	log.Debug("agent serving", "on", l.Addr().String())
+	trace("agent: serving")
 	return srv.Serve(context.Background(), l)
 }
 
@@ -106,4 +112,15 @@ func PowerOff() {
 	unix.Sync()
 	_ = unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
 	select {}
+}
+
+// kmsgTrace returns a function that writes boot milestones to the kernel
+// log, where printk timestamps place them among the kernel's own (debug
+// only: hull.debug=1 on the kernel command line).
+func kmsgTrace() func(string) {
+	f, err := os.OpenFile("/dev/kmsg", os.O_WRONLY, 0)
+	if err != nil {
+		return func(string) {}
+	}
+	return func(msg string) { fmt.Fprintf(f, "<4>%s\n", msg) }
 }
