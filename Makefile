@@ -32,9 +32,9 @@ generic:
 	echo "$$modroot $$kver" > $(BUILD)/generic-modules
 
 initrd: agent
-	guest/image/build-initrd.sh $(BUILD)/hull-agent $(BUILD)/initrd-hull.img
+	HULL_VERSION=$(VERSION) guest/image/build-initrd.sh $(BUILD)/hull-agent $(BUILD)/initrd-hull.img
 	@set -e; if [ -f $(BUILD)/generic-modules ]; then read -r modroot kver < $(BUILD)/generic-modules; \
-	guest/image/build-initrd.sh $(BUILD)/hull-agent $(BUILD)/initrd-generic.img "$$modroot" "$$kver"; fi
+	HULL_VERSION=$(VERSION) guest/image/build-initrd.sh $(BUILD)/hull-agent $(BUILD)/initrd-generic.img "$$modroot" "$$kver"; fi
 
 proto:
 	PATH="$$PATH:$$($(GO) env GOPATH)/bin" protoc -I agentproto \

@@ -22,8 +22,9 @@ type Check struct {
 	Fix      string
 }
 
-// CheckHost tells whether this host can run hull with cfg, and why not.
-func CheckHost(cfg Config) []Check {
+// CheckHost tells whether this host can run hull (of version hullVersion)
+// with cfg, and why not.
+func CheckHost(cfg Config, hullVersion string) []Check {
 	h := cfg.Hypervisor
 	var out []Check
 	add := func(c Check) { out = append(out, c) }
@@ -48,6 +49,15 @@ func CheckHost(cfg Config) []Check {
 		}
 		add(c)
 	}
+	av := Check{Name: "agent version", Required: true}
+	if b, err := InitrdFile(h.Initrd, "etc/hull-version"); err != nil {
+		av.Detail, av.Fix = fmt.Sprintf("cannot read the agent version from %s: %v", h.Initrd, err), "rebuild the initrd: make initrd && make install"
+	} else if v := strings.TrimSpace(string(b)); v != hullVersion {
+		av.Detail, av.Fix = fmt.Sprintf("initrd carries agent %s, hull is %s", v, hullVersion), "rebuild and install both: make && make install"
+	} else {
+		av.OK, av.Detail = true, "initrd agent matches hull "+v
+	}
+	add(av)
 	vs := Check{Name: "vhost-vsock", Required: cfg.Agent.Transport == "vsock"}
 	if _, err := os.Stat("/dev/vhost-vsock"); err != nil {
 		vs.Detail, vs.Fix = "/dev/vhost-vsock missing: the agent talks over virtio-serial", "modprobe vhost_vsock (only needed for agent.transport=vsock)"

@@ -17,7 +17,7 @@ var checkCommand = &cli.Command{
 			return err
 		}
 		failed := 0
-		for _, ch := range runtime.CheckHost(rt.Config) {
+		for _, ch := range runtime.CheckHost(rt.Config, version) {
 			mark := "ok  "
 			if !ch.OK {
 				mark = "warn"

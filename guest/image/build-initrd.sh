@@ -28,6 +28,8 @@ ldd "$runc" | awk '/=>/ {print $3} /^\t\// {print $1}' | while read -r lib; do
 done
 if [ -d /lib64 ] && [ ! -e "$stage/lib64" ]; then ln -s lib "$stage/lib64"; fi
 echo "root:x:0:0:root:/:/bin/sh" > "$stage/etc/passwd"
+# `hull check` compares this with its own version.
+echo "${HULL_VERSION:-dev}" > "$stage/etc/hull-version"
 echo "root:x:0:" > "$stage/etc/group"
 
 if [ -n "$modroot" ]; then

@@ -194,7 +194,7 @@ snapshot() {
   run hull check
   echo "$output"
   [ "$status" -eq 0 ]
-  for what in qemu kvm "guest kernel" "guest initrd" vhost-vsock tun cgroups memory; do
+  for what in qemu kvm "guest kernel" "guest initrd" "agent version" vhost-vsock tun cgroups memory; do
     [[ "$output" == *"$what"* ]]
   done
   [[ "$output" == *"QEMU emulator version"* ]]
