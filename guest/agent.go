@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/signal"
 	"time"
 
 	runc "github.com/containerd/go-runc"
@@ -28,6 +29,9 @@ const (
 // Main is PID 1 of the guest. It returns only on a fatal error, after which
 // the caller powers the VM off.
 func Main() error {
+	// A stray SIGTERM, SIGINT or SIGHUP (from a container sharing the
+	// guest's PID namespace) must not take the whole sandbox down.
+	signal.Ignore(unix.SIGTERM, unix.SIGINT, unix.SIGHUP)
 	if err := MountBase(); err != nil {
 		return err
 	}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -124,8 +125,19 @@ func RunMonitor(ctx context.Context, o MonitorOptions) (err error) {
 		why = "destroyed"
 	case <-sb.VM().Done():
 		why = "qemu exited"
+	case <-sb.Agent().Done():
+		why = "agent connection lost"
 	case s := <-sigs:
 		why = "signal " + s.String()
+	}
+	if why != "destroyed" && !strings.HasPrefix(why, "signal") {
+		// Nobody asked for this: a guest panic (the agent is PID 1, so an
+		// agent crash is one), or QEMU killed. Say so, with the guest's
+		// last words, before the console log goes with the sandbox.
+		if !waitClosed(sb.VM().Done(), 5*time.Second) {
+			why += " (qemu still running)"
+		}
+		o.Log.Error("sandbox died", "sandbox", sb.ID, "why", why, "err", sb.withConsole(errors.New(why)))
 	}
 	o.Log.Debug("monitor stopping", "sandbox", sb.ID, "why", why)
 	stopErr := sb.Stop(context.Background())
@@ -134,6 +146,16 @@ func RunMonitor(ctx context.Context, o MonitorOptions) (err error) {
 	time.Sleep(20 * time.Millisecond)
 	srv.Close()
 	return stopErr
+}
+
+// waitClosed waits up to d for ch to close.
+func waitClosed(ch <-chan struct{}, d time.Duration) bool {
+	select {
+	case <-ch:
+		return true
+	case <-time.After(d):
+		return false
+	}
 }
 
 // monitorService forwards every agent call to the sandbox's one agent

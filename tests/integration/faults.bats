@@ -45,6 +45,21 @@ sandbox_info() { jq -r ".$2" "$ROOT"/sandboxes/*/sandbox.json | head -1; }
   assert_no_leak
 }
 
+@test "the agent crashes (a guest panic): detected, reported in the log, cleaned" {
+  # Without a PID namespace the container shares the guest's, where the
+  # agent is PID 1; SIGABRT crashes it, and the kernel panics.
+  B=$T/b; make_bundle "$B" sh -c 'kill -TERM 1; sleep 1; echo agent-survived-term; kill -ABRT 1; sleep 600'
+  edit_spec "$B" 'del(.linux.namespaces[] | select(.type == "pid"))'
+  run "$HULL_BIN" --root "$ROOT" --log "$T/hull.log" run --bundle "$B" c1 </dev/null
+  echo "$output"
+  [ "$status" -ne 0 ]
+  [[ "$output" == *agent-survived-term* ]]
+  grep "sandbox died" "$T/hull.log" | grep -q "agent connection lost\|qemu exited"
+  # The report carries the guest console's last words: the agent's crash.
+  grep "sandbox died" "$T/hull.log" | grep -q "guest console ends with"
+  assert_no_leak
+}
+
 # create_killed_at NAME CONDITION: starts a create, SIGKILLs it once
 # CONDITION (a shell test) holds, then checks list and delete --force.
 create_killed_at() {
