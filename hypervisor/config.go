@@ -22,6 +22,9 @@ type Config struct {
 	CPUModel  string
 	VCPUs     int
 	MemoryMiB int
+	// TBSizeMiB caps TCG's translation cache (0: QEMU's default, which
+	// grows to tens of MiB per VM); unused under KVM.
+	TBSizeMiB int
 
 	Kernel       string
 	Initrd       string
@@ -136,6 +139,7 @@ func (c *Config) Args() []string {
 	devs := []device{
 		{"-name", []prop{p("", "hull"), p("debug-threads", "on")}},
 		{"-machine", c.machine()},
+		{"-accel", c.accel()},
 		{"-cpu", []prop{p("", c.CPUModel)}},
 		{"-smp", []prop{p("", strconv.Itoa(c.VCPUs))}},
 		{"-m", []prop{p("", strconv.Itoa(c.MemoryMiB)+"M")}},
@@ -182,7 +186,7 @@ func (c *Config) Args() []string {
 }
 
 func (c *Config) machine() []prop {
-	props := []prop{p("", c.Machine), p("accel", c.Accel)}
+	props := []prop{p("", c.Machine)}
 	if c.Machine == "q35" {
 		// Devices the guest never uses but would probe at every boot.
 		props = append(props, p("sata", "off"), p("smbus", "off"), p("vmport", "off"), p("i8042", "off"), p("graphics", "off"))
@@ -190,6 +194,14 @@ func (c *Config) machine() []prop {
 	if c.Machine == "microvm" {
 		// Under TCG, microvm without the PIT hangs in TSC calibration.
 		props = append(props, p("pit", "on"), p("pic", "off"), p("rtc", "on"), p("isa-serial", "on"))
+	}
+	return props
+}
+
+func (c *Config) accel() []prop {
+	props := []prop{p("", c.Accel)}
+	if c.Accel == "tcg" && c.TBSizeMiB > 0 {
+		props = append(props, p("tb-size", strconv.Itoa(c.TBSizeMiB)))
 	}
 	return props
 }

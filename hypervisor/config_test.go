@@ -129,7 +129,8 @@ func TestArgsProperties(t *testing.T) {
 		c.Machine = "microvm"
 		c.Share = &ShareDevice{Path: "/s", Tag: "t"}
 		args := c.Args()
-		assertArgPair(t, args, "-machine", "microvm,accel=tcg,pit=on,pic=off,rtc=on,isa-serial=on")
+		assertArgPair(t, args, "-machine", "microvm,pit=on,pic=off,rtc=on,isa-serial=on")
+			assertArgPair(t, args, "-accel", "tcg")
 		for _, a := range args {
 			if strings.Contains(a, "-pci") {
 				t.Errorf("microvm command line has a PCI device: %q", a)
@@ -267,4 +268,12 @@ func TestResolveAccel(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestArgsTCGTranslationCache(t *testing.T) {
+	c := validConfig()
+	c.Accel, c.TBSizeMiB = "tcg", 32
+	assertArgPair(t, c.Args(), "-accel", "tcg,tb-size=32")
+	c.Accel = "kvm"
+	assertArgPair(t, c.Args(), "-accel", "kvm")
 }

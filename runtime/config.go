@@ -39,6 +39,9 @@ type HypervisorConfig struct {
 	// MemoryOverhead is added to a container's memory limit for the guest
 	// kernel and agent, in MiB.
 	MemoryOverhead int `toml:"memory_overhead"`
+	// TCGTBSize caps QEMU's TCG translation cache, in MiB (0: QEMU's own
+	// default).
+	TCGTBSize int `toml:"tcg_tb_size"`
 }
 
 // SharedFSConfig is the container rootfs share.
@@ -110,6 +113,7 @@ func DefaultConfig() Config {
 			DefaultVCPUs:   1,
 			DefaultMemory:  512,
 			MemoryOverhead: 128,
+			TCGTBSize:      32,
 		},
 		SharedFS: SharedFSConfig{Type: "virtio-9p", Tag: "hullshare"},
 		Agent:    AgentConfig{Transport: "virtio-serial", PortName: "hull.agent", VsockPort: 1024},
@@ -187,6 +191,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("hypervisor.default_vcpus %d: want 1 to 64", h.DefaultVCPUs)
 	case h.DefaultMemory < 64:
 		return fmt.Errorf("hypervisor.default_memory %d MiB: want at least 64", h.DefaultMemory)
+	case h.TCGTBSize < 0:
+		return fmt.Errorf("hypervisor.tcg_tb_size %d: must not be negative", h.TCGTBSize)
 	case h.MemoryOverhead < 0:
 		return fmt.Errorf("hypervisor.memory_overhead %d: must not be negative", h.MemoryOverhead)
 	case c.SharedFS.Type != "virtio-9p":
