@@ -130,7 +130,7 @@ func TestArgsProperties(t *testing.T) {
 		c.Share = &ShareDevice{Path: "/s", Tag: "t"}
 		args := c.Args()
 		assertArgPair(t, args, "-machine", "microvm,pit=on,pic=off,rtc=on,isa-serial=on")
-			assertArgPair(t, args, "-accel", "tcg")
+		assertArgPair(t, args, "-accel", "tcg")
 		for _, a := range args {
 			if strings.Contains(a, "-pci") {
 				t.Errorf("microvm command line has a PCI device: %q", a)
