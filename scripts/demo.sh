@@ -46,8 +46,8 @@ JQ_EXTRA="(.linux.namespaces[] | select(.type == \"network\")).path = \"/var/run
 echo "hello from inside the VM" > "$work/web/rootfs/www/index.html"
 "$HULL" --root "$root" run --detach --bundle "$work/web" web </dev/null >/dev/null 2>&1
 "$HULL" --root "$root" list
-echo "qemu processes: $(pgrep -c qemu-system)"
+echo "QEMU processes of this demo: $(pgrep -fc -- "qemu-system.*$root")"
 echo "$ curl http://10.231.0.2/"
-curl -fsS --retry 5 --retry-connrefused --retry-delay 1 http://10.231.0.2/
+curl -fs --retry 10 --retry-all-errors --retry-delay 1 http://10.231.0.2/
 echo "$ hull exec web uname -r"
 "$HULL" --root "$root" exec web uname -r
