@@ -42,8 +42,8 @@ func (b *bench) boot(ctx context.Context) error {
 		key  string
 		boot rawBoot
 	}{
-		{"raw_boot_tuned", rawBoot{qemu: b.qemu, kernel: b.file("vmlinuz-hull"), initrd: b.poweroffInitrd}},
-		{"raw_boot_tuned_devices", rawBoot{qemu: b.qemu, kernel: b.file("vmlinuz-hull"), initrd: b.poweroffInitrd, devices: true}},
+		{"raw_boot_tuned", rawBoot{qemu: b.qemu, kernel: b.file("vmlinux-hull"), initrd: b.poweroffInitrd}},
+		{"raw_boot_tuned_devices", rawBoot{qemu: b.qemu, kernel: b.file("vmlinux-hull"), initrd: b.poweroffInitrd, devices: true}},
 		{"raw_boot_generic", rawBoot{qemu: b.qemu, kernel: b.file("vmlinuz-generic"), initrd: b.poweroffInitrd}},
 	}
 	for i := range b.n {
@@ -100,7 +100,7 @@ func (b *bench) startStop(ctx context.Context, id, kernel, initrd string) (time.
 func (b *bench) tunedSandbox(ctx context.Context, i int, bundle string) (err error) {
 	id := fmt.Sprintf("tuned%d", i)
 	t0 := time.Now()
-	sb, err := runtime.StartSandbox(ctx, runtime.SandboxOptions{ID: id, Dir: filepath.Join(b.tmp, id), Config: b.sandboxConfig("vmlinuz-hull", "initrd-hull.img")})
+	sb, err := runtime.StartSandbox(ctx, runtime.SandboxOptions{ID: id, Dir: filepath.Join(b.tmp, id), Config: b.sandboxConfig("vmlinux-hull", "initrd-hull.img")})
 	if err != nil {
 		return err
 	}

@@ -86,7 +86,7 @@ func (b *bench) hull(dir string, memMiB int) (runtimeCLI, error) {
 	}
 	conf := filepath.Join(dir, "hull.toml")
 	toml := fmt.Sprintf("[hypervisor]\naccel = \"tcg\"\nkernel = %q\ninitrd = %q\ndefault_memory = %d\n",
-		b.file("vmlinuz-hull"), b.file("initrd-hull.img"), memMiB)
+		b.file("vmlinux-hull"), b.file("initrd-hull.img"), memMiB)
 	if err := os.WriteFile(conf, []byte(toml), 0o600); err != nil {
 		return runtimeCLI{}, err
 	}

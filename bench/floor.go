@@ -13,14 +13,15 @@ import (
 	"time"
 
 	"github.com/hull-runtime/hull/hypervisor"
+	"github.com/hull-runtime/hull/runtime"
 )
 
 // Machine options hull gives QEMU (see hypervisor.Config.Args); the floor
 // boots with the same ones.
-const (
-	floorMemoryMiB = 512
-	floorParams    = "console=ttyS0 panic=1 quiet"
-)
+const floorMemoryMiB = 512
+
+// floorParams are hull's own kernel parameters: the floor is the same guest.
+var floorParams = "console=ttyS0 panic=1 " + runtime.DefaultKernelParams
 
 // buildPoweroffInitrd compiles ./poweroff statically and packs it as /init
 // of a gzip'd cpio (newc) archive in dir; it returns the archive's path.

@@ -112,11 +112,11 @@ func findBuild(flagged string) (string, error) {
 		cands = []string{flagged}
 	}
 	for _, c := range cands {
-		if _, err := os.Stat(filepath.Join(c, "vmlinuz-hull")); err == nil {
+		if _, err := os.Stat(filepath.Join(c, "vmlinux-hull")); err == nil {
 			return filepath.Abs(c)
 		}
 	}
-	return "", fmt.Errorf("no build directory with vmlinuz-hull among %v: run make", cands)
+	return "", fmt.Errorf("no build directory with vmlinux-hull among %v: run make", cands)
 }
 
 func (b *bench) note(format string, args ...any) {

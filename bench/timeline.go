@@ -38,7 +38,7 @@ func kernelStamp(console []byte, re *regexp.Regexp) (time.Duration, error) {
 // to /init, and what /init does.
 func (b *bench) timeline(ctx context.Context) error {
 	var console []byte
-	raw := rawBoot{qemu: b.qemu, kernel: b.file("vmlinuz-hull"), initrd: b.poweroffInitrd, params: verboseParams, console: &console}
+	raw := rawBoot{qemu: b.qemu, kernel: b.file("vmlinux-hull"), initrd: b.poweroffInitrd, params: verboseParams, console: &console}
 	total, err := raw.run(ctx, filepath.Join(b.tmp, "raw-verbose"))
 	if err != nil {
 		return err
@@ -56,7 +56,7 @@ func (b *bench) timeline(ctx context.Context) error {
 	b.s.Add("tl_raw_initrun", ms(off-toInit))
 	b.s.Add("tl_raw_outside", ms(total-off))
 
-	cfg := b.sandboxConfig("vmlinuz-hull", "initrd-hull.img")
+	cfg := b.sandboxConfig("vmlinux-hull", "initrd-hull.img")
 	cfg.Hypervisor.KernelParams = "loglevel=7 printk.time=1"
 	t0 := time.Now()
 	sb, err := runtime.StartSandbox(ctx, runtime.SandboxOptions{ID: "verbose", Dir: filepath.Join(b.tmp, "verbose"), Config: cfg})
