@@ -1500,7 +1500,7 @@ const file_agent_proto_rawDesc = "" +
 	"\x05scope\x18\x05 \x01(\rR\x05scope\"C\n" +
 	"\x13UpdateRoutesRequest\x12,\n" +
 	"\x06routes\x18\x01 \x03(\v2\x14.hull.agent.v1.RouteR\x06routes\"\x17\n" +
-	"\x15DestroySandboxRequest2\xf5\f\n" +
+	"\x15DestroySandboxRequest2\xba\r\n" +
 	"\x05Agent\x12E\n" +
 	"\x06Health\x12\x1c.hull.agent.v1.HealthRequest\x1a\x1d.hull.agent.v1.HealthResponse\x12W\n" +
 	"\fGuestDetails\x12\".hull.agent.v1.GuestDetailsRequest\x1a#.hull.agent.v1.GuestDetailsResponse\x12N\n" +
@@ -1523,7 +1523,8 @@ const file_agent_proto_rawDesc = "" +
 	"ReadStdout\x12 .hull.agent.v1.ReadStreamRequest\x1a!.hull.agent.v1.ReadStreamResponse\x12Q\n" +
 	"\n" +
 	"ReadStderr\x12 .hull.agent.v1.ReadStreamRequest\x1a!.hull.agent.v1.ReadStreamResponse\x12B\n" +
-	"\tResizeTty\x12\x1f.hull.agent.v1.ResizeTtyRequest\x1a\x14.hull.agent.v1.Empty\x12P\n" +
+	"\tResizeTty\x12\x1f.hull.agent.v1.ResizeTtyRequest\x1a\x14.hull.agent.v1.Empty\x12C\n" +
+	"\fCloseProcess\x12\x1d.hull.agent.v1.ProcessRequest\x1a\x14.hull.agent.v1.Empty\x12P\n" +
 	"\x10UpdateInterfaces\x12&.hull.agent.v1.UpdateInterfacesRequest\x1a\x14.hull.agent.v1.Empty\x12H\n" +
 	"\fUpdateRoutes\x12\".hull.agent.v1.UpdateRoutesRequest\x1a\x14.hull.agent.v1.Empty\x12L\n" +
 	"\x0eDestroySandbox\x12$.hull.agent.v1.DestroySandboxRequest\x1a\x14.hull.agent.v1.EmptyB4Z2github.com/hull-runtime/hull/agentproto;agentprotob\x06proto3"
@@ -1591,32 +1592,34 @@ var file_agent_proto_depIdxs = []int32{
 	17, // 18: hull.agent.v1.Agent.ReadStdout:input_type -> hull.agent.v1.ReadStreamRequest
 	17, // 19: hull.agent.v1.Agent.ReadStderr:input_type -> hull.agent.v1.ReadStreamRequest
 	19, // 20: hull.agent.v1.Agent.ResizeTty:input_type -> hull.agent.v1.ResizeTtyRequest
-	22, // 21: hull.agent.v1.Agent.UpdateInterfaces:input_type -> hull.agent.v1.UpdateInterfacesRequest
-	24, // 22: hull.agent.v1.Agent.UpdateRoutes:input_type -> hull.agent.v1.UpdateRoutesRequest
-	25, // 23: hull.agent.v1.Agent.DestroySandbox:input_type -> hull.agent.v1.DestroySandboxRequest
-	2,  // 24: hull.agent.v1.Agent.Health:output_type -> hull.agent.v1.HealthResponse
-	4,  // 25: hull.agent.v1.Agent.GuestDetails:output_type -> hull.agent.v1.GuestDetailsResponse
-	0,  // 26: hull.agent.v1.Agent.CreateContainer:output_type -> hull.agent.v1.Empty
-	0,  // 27: hull.agent.v1.Agent.StartContainer:output_type -> hull.agent.v1.Empty
-	0,  // 28: hull.agent.v1.Agent.RemoveContainer:output_type -> hull.agent.v1.Empty
-	0,  // 29: hull.agent.v1.Agent.PauseContainer:output_type -> hull.agent.v1.Empty
-	0,  // 30: hull.agent.v1.Agent.ResumeContainer:output_type -> hull.agent.v1.Empty
-	0,  // 31: hull.agent.v1.Agent.UpdateContainer:output_type -> hull.agent.v1.Empty
-	9,  // 32: hull.agent.v1.Agent.StatsContainer:output_type -> hull.agent.v1.StatsContainerResponse
-	10, // 33: hull.agent.v1.Agent.ListProcesses:output_type -> hull.agent.v1.ListProcessesResponse
-	0,  // 34: hull.agent.v1.Agent.ExecProcess:output_type -> hull.agent.v1.Empty
-	0,  // 35: hull.agent.v1.Agent.SignalProcess:output_type -> hull.agent.v1.Empty
-	14, // 36: hull.agent.v1.Agent.WaitProcess:output_type -> hull.agent.v1.WaitProcessResponse
-	16, // 37: hull.agent.v1.Agent.WriteStdin:output_type -> hull.agent.v1.WriteStdinResponse
-	0,  // 38: hull.agent.v1.Agent.CloseStdin:output_type -> hull.agent.v1.Empty
-	18, // 39: hull.agent.v1.Agent.ReadStdout:output_type -> hull.agent.v1.ReadStreamResponse
-	18, // 40: hull.agent.v1.Agent.ReadStderr:output_type -> hull.agent.v1.ReadStreamResponse
-	0,  // 41: hull.agent.v1.Agent.ResizeTty:output_type -> hull.agent.v1.Empty
-	0,  // 42: hull.agent.v1.Agent.UpdateInterfaces:output_type -> hull.agent.v1.Empty
-	0,  // 43: hull.agent.v1.Agent.UpdateRoutes:output_type -> hull.agent.v1.Empty
-	0,  // 44: hull.agent.v1.Agent.DestroySandbox:output_type -> hull.agent.v1.Empty
-	24, // [24:45] is the sub-list for method output_type
-	3,  // [3:24] is the sub-list for method input_type
+	12, // 21: hull.agent.v1.Agent.CloseProcess:input_type -> hull.agent.v1.ProcessRequest
+	22, // 22: hull.agent.v1.Agent.UpdateInterfaces:input_type -> hull.agent.v1.UpdateInterfacesRequest
+	24, // 23: hull.agent.v1.Agent.UpdateRoutes:input_type -> hull.agent.v1.UpdateRoutesRequest
+	25, // 24: hull.agent.v1.Agent.DestroySandbox:input_type -> hull.agent.v1.DestroySandboxRequest
+	2,  // 25: hull.agent.v1.Agent.Health:output_type -> hull.agent.v1.HealthResponse
+	4,  // 26: hull.agent.v1.Agent.GuestDetails:output_type -> hull.agent.v1.GuestDetailsResponse
+	0,  // 27: hull.agent.v1.Agent.CreateContainer:output_type -> hull.agent.v1.Empty
+	0,  // 28: hull.agent.v1.Agent.StartContainer:output_type -> hull.agent.v1.Empty
+	0,  // 29: hull.agent.v1.Agent.RemoveContainer:output_type -> hull.agent.v1.Empty
+	0,  // 30: hull.agent.v1.Agent.PauseContainer:output_type -> hull.agent.v1.Empty
+	0,  // 31: hull.agent.v1.Agent.ResumeContainer:output_type -> hull.agent.v1.Empty
+	0,  // 32: hull.agent.v1.Agent.UpdateContainer:output_type -> hull.agent.v1.Empty
+	9,  // 33: hull.agent.v1.Agent.StatsContainer:output_type -> hull.agent.v1.StatsContainerResponse
+	10, // 34: hull.agent.v1.Agent.ListProcesses:output_type -> hull.agent.v1.ListProcessesResponse
+	0,  // 35: hull.agent.v1.Agent.ExecProcess:output_type -> hull.agent.v1.Empty
+	0,  // 36: hull.agent.v1.Agent.SignalProcess:output_type -> hull.agent.v1.Empty
+	14, // 37: hull.agent.v1.Agent.WaitProcess:output_type -> hull.agent.v1.WaitProcessResponse
+	16, // 38: hull.agent.v1.Agent.WriteStdin:output_type -> hull.agent.v1.WriteStdinResponse
+	0,  // 39: hull.agent.v1.Agent.CloseStdin:output_type -> hull.agent.v1.Empty
+	18, // 40: hull.agent.v1.Agent.ReadStdout:output_type -> hull.agent.v1.ReadStreamResponse
+	18, // 41: hull.agent.v1.Agent.ReadStderr:output_type -> hull.agent.v1.ReadStreamResponse
+	0,  // 42: hull.agent.v1.Agent.ResizeTty:output_type -> hull.agent.v1.Empty
+	0,  // 43: hull.agent.v1.Agent.CloseProcess:output_type -> hull.agent.v1.Empty
+	0,  // 44: hull.agent.v1.Agent.UpdateInterfaces:output_type -> hull.agent.v1.Empty
+	0,  // 45: hull.agent.v1.Agent.UpdateRoutes:output_type -> hull.agent.v1.Empty
+	0,  // 46: hull.agent.v1.Agent.DestroySandbox:output_type -> hull.agent.v1.Empty
+	25, // [25:47] is the sub-list for method output_type
+	3,  // [3:25] is the sub-list for method input_type
 	3,  // [3:3] is the sub-list for extension type_name
 	3,  // [3:3] is the sub-list for extension extendee
 	0,  // [0:3] is the sub-list for field type_name

@@ -26,6 +26,7 @@ type AgentService interface {
 	ReadStdout(context.Context, *ReadStreamRequest) (*ReadStreamResponse, error)
 	ReadStderr(context.Context, *ReadStreamRequest) (*ReadStreamResponse, error)
 	ResizeTty(context.Context, *ResizeTtyRequest) (*Empty, error)
+	CloseProcess(context.Context, *ProcessRequest) (*Empty, error)
 	UpdateInterfaces(context.Context, *UpdateInterfacesRequest) (*Empty, error)
 	UpdateRoutes(context.Context, *UpdateRoutesRequest) (*Empty, error)
 	DestroySandbox(context.Context, *DestroySandboxRequest) (*Empty, error)
@@ -159,6 +160,13 @@ func RegisterAgentService(srv *ttrpc.Server, svc AgentService) {
 					return nil, err
 				}
 				return svc.ResizeTty(ctx, &req)
+			},
+			"CloseProcess": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req ProcessRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.CloseProcess(ctx, &req)
 			},
 			"UpdateInterfaces": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
 				var req UpdateInterfacesRequest
@@ -334,6 +342,14 @@ func (c *agentClient) ReadStderr(ctx context.Context, req *ReadStreamRequest) (*
 func (c *agentClient) ResizeTty(ctx context.Context, req *ResizeTtyRequest) (*Empty, error) {
 	var resp Empty
 	if err := c.client.Call(ctx, "hull.agent.v1.Agent", "ResizeTty", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *agentClient) CloseProcess(ctx context.Context, req *ProcessRequest) (*Empty, error) {
+	var resp Empty
+	if err := c.client.Call(ctx, "hull.agent.v1.Agent", "CloseProcess", req, &resp); err != nil {
 		return nil, err
 	}
 	return &resp, nil

@@ -558,6 +558,31 @@ func (s *Service) ResizeTty(_ context.Context, req *agentproto.ResizeTtyRequest)
 	return &agentproto.Empty{}, nil
 }
 
+// CloseProcess forgets an exited exec process, so that a long-lived
+// container's execs (probes, say) do not pile up in the agent.
+func (s *Service) CloseProcess(_ context.Context, req *agentproto.ProcessRequest) (*agentproto.Empty, error) {
+	if req.ExecId == "" {
+		return nil, status.Errorf(codes.InvalidArgument, "close process: the init process goes with RemoveContainer")
+	}
+	c, p, err := s.process(req.ContainerId, req.ExecId)
+	if err != nil {
+		return nil, err
+	}
+	if p == nil {
+		return nil, status.Errorf(codes.FailedPrecondition, "process %s is starting", req.ExecId)
+	}
+	select {
+	case <-p.exited:
+	default:
+		return nil, status.Errorf(codes.FailedPrecondition, "process %s is still running", req.ExecId)
+	}
+	s.mu.Lock()
+	delete(c.execs, req.ExecId)
+	s.mu.Unlock()
+	p.release()
+	return &agentproto.Empty{}, nil
+}
+
 // DestroySandbox answers, then syncs and powers the VM off.
 func (s *Service) DestroySandbox(context.Context, *agentproto.DestroySandboxRequest) (*agentproto.Empty, error) {
 	if s.cfg.PowerOff != nil {

@@ -56,6 +56,10 @@ func Relay(ctx context.Context, agent agentproto.AgentService, cid, eid string, 
 	case <-time.After(drainGrace):
 	case <-ctx.Done():
 	}
+	if eid != "" {
+		// The agent may forget the exec now; nothing more will be read.
+		_, _ = agent.CloseProcess(context.WithoutCancel(ctx), &agentproto.ProcessRequest{ContainerId: cid, ExecId: eid})
+	}
 	return int(resp.Status), nil
 }
 
