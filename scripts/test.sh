@@ -15,4 +15,9 @@ done
 echo "== integration: sandbox VM core (Go)"
 go test -tags integration -count=1 -timeout 20m ./tests/integration/
 echo "== integration: bats suites"
-bats tests/integration/*.bats
+results=$(mktemp)
+trap 'rm -f "$results"' EXIT
+rc=0
+bats tests/integration/*.bats | tee "$results" || rc=$?
+echo "bats: $(grep -c '^ok ' "$results") passed, $(grep -c '^not ok ' "$results") failed"
+exit "$rc"
