@@ -60,6 +60,38 @@ sandbox_info() { jq -r ".$2" "$ROOT"/sandboxes/*/sandbox.json | head -1; }
   assert_no_leak
 }
 
+@test "oversized and climbing input: a huge config.json, annotations and env, and mount destinations with .." {
+  # 10 MiB of config.json (an annotation of 10 MiB): refused, clearly.
+  B=$T/big; make_bundle "$B" true
+  head -c $((10 << 20)) /dev/zero | tr '\0' a > "$T/blob"
+  jq --rawfile blob "$T/blob" '.annotations = {"big": $blob}' "$B/config.json" > "$T/c.json" && mv "$T/c.json" "$B/config.json"
+  [ "$(stat -c %s "$B/config.json")" -gt $((10 << 20)) ]
+  run hull create --bundle "$B" big </dev/null
+  echo "$output"
+  [ "$status" -ne 0 ]
+  [[ "$output" == *"too large"* ]]
+  assert_no_leak
+
+  # 2,000 environment variables and 1 MiB of annotations: handled.
+  B=$T/env; make_bundle "$B" sh -c 'echo "$V1999"; echo ok-env'
+  jq --rawfile blob <(head -c $((1 << 20)) "$T/blob") \
+    '.process.env += [range(0; 2000) | "V\(.)=value-\(.)"] | .annotations = {"a": $blob}' "$B/config.json" > "$T/c.json" && mv "$T/c.json" "$B/config.json"
+  run hull run --bundle "$B" env1 </dev/null
+  [ "$status" -eq 0 ]
+  [[ "$output" == *value-1999* ]]
+
+  # A mount destination climbing out of the rootfs lands inside it.
+  mkdir -p "$T/vol"; echo vol-data > "$T/vol/f"
+  B=$T/climb; make_bundle "$B" sh -c 'cat /etc/climbed/f; ls /'
+  edit_spec "$B" ".mounts += [{destination: \"/../../../etc/climbed\", type: \"bind\", source: \"$T/vol\", options: [\"rbind\", \"ro\"]}]"
+  run hull run --bundle "$B" climb </dev/null
+  echo "$output"
+  [ "$status" -eq 0 ]
+  [[ "$output" == *vol-data* ]]
+  [ ! -e /etc/climbed ]
+  assert_no_leak
+}
+
 # create_killed_at NAME CONDITION: starts a create, SIGKILLs it once
 # CONDITION (a shell test) holds, then checks list and delete --force.
 create_killed_at() {
