@@ -19,8 +19,9 @@ agent:
 	@mkdir -p $(BUILD)
 	CGO_ENABLED=0 $(GO) build -ldflags '$(LDFLAGS)' -o $(BUILD)/hull-agent ./cmd/hull-agent
 
-# The tuned guest (our kernel) and the Debian generic one (modules loaded by
-# the agent).
+# The tuned guest (our kernel; crun runs the containers) and the Debian
+# generic one (modules loaded by the agent; runc runs the containers), so
+# that both runtimes stay tested.
 guest: kernel generic initrd
 
 kernel:
@@ -34,7 +35,7 @@ generic:
 initrd: agent
 	HULL_VERSION=$(VERSION) guest/image/build-initrd.sh $(BUILD)/hull-agent $(BUILD)/initrd-hull.img
 	@set -e; if [ -f $(BUILD)/generic-modules ]; then read -r modroot kver < $(BUILD)/generic-modules; \
-	HULL_VERSION=$(VERSION) guest/image/build-initrd.sh $(BUILD)/hull-agent $(BUILD)/initrd-generic.img "$$modroot" "$$kver"; fi
+	HULL_VERSION=$(VERSION) GUEST_RUNTIME=runc guest/image/build-initrd.sh $(BUILD)/hull-agent $(BUILD)/initrd-generic.img "$$modroot" "$$kver"; fi
 
 proto:
 	PATH="$$PATH:$$($(GO) env GOPATH)/bin" protoc -I agentproto \

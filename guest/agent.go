@@ -18,6 +18,8 @@ import (
 
 // Paths inside the guest image.
 const (
+	// runtimes are the OCI runtimes the image may carry, preferred first.
+	cRuntime    = "/usr/bin/crun"
 	runcPath    = "/usr/bin/runc"
 	runcRoot    = "/run/runc"
 	bundleDir   = "/run/hull/bundles"
@@ -68,9 +70,13 @@ func Main() error {
 	// go-runc reports exits through this package-level monitor; PID 1 must
 	// own every wait4, so it is set once, here, before runc runs.
 	runc.Monitor = reaper
+	command := runcPath
+	if _, err := os.Stat(cRuntime); err == nil {
+		command = cRuntime
+	}
 	svc := NewService(Config{
 		Runtime: func(log string) Runtime {
-			return &runc.Runc{Command: runcPath, Root: runcRoot, Log: log, LogFormat: runc.JSON}
+			return &runc.Runc{Command: command, Root: runcRoot, Log: log, LogFormat: runc.JSON}
 		},
 		Reaper:     reaper,
 		ShareDir:   ShareDir,

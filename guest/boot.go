@@ -90,8 +90,12 @@ func MountBase() error {
 	for _, l := range []string{"cpu", "cpuacct"} {
 		_ = os.Symlink("cpu,cpuacct", "/sys/fs/cgroup/"+l)
 	}
-	if err := os.Symlink("/proc/self/fd", "/dev/fd"); err != nil && !errors.Is(err, os.ErrExist) {
-		return fmt.Errorf("link /dev/fd: %w", err)
+	// What udev would make: runtimes read "-" arguments from /dev/stdin.
+	for link, target := range map[string]string{"/dev/fd": "/proc/self/fd", "/dev/stdin": "/proc/self/fd/0",
+		"/dev/stdout": "/proc/self/fd/1", "/dev/stderr": "/proc/self/fd/2"} {
+		if err := os.Symlink(target, link); err != nil && !errors.Is(err, os.ErrExist) {
+			return fmt.Errorf("link %s: %w", link, err)
+		}
 	}
 	_ = os.Symlink("pts/ptmx", "/dev/ptmx")
 	return nil

@@ -39,6 +39,9 @@ func toGuestSpec(s *specs.Spec, id, shareDir string) error {
 		m.Source = src
 	}
 	s.Hooks = nil
+	// The runtimes in the image (runc 1.1, crun 1.8) speak spec 1.0.2 and
+	// crun refuses a newer version string; what hull passes on is 1.0.2.
+	s.Version = guestSpecVersion
 	s.Process.ApparmorProfile = ""
 	s.Process.SelinuxLabel = ""
 	if s.Linux == nil {
@@ -129,6 +132,9 @@ func setSysctls(procSys string, kv map[string]string) error {
 	}
 	return nil
 }
+
+// guestSpecVersion is the spec version the guest's runtimes accept.
+const guestSpecVersion = "1.0.2"
 
 // underShare joins a share-relative path to shareDir, refusing paths that
 // are absolute or climb out.

@@ -7,7 +7,7 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
 apt-get install -y -q --no-install-recommends \
   make gcc libc6-dev flex bison bc libelf-dev libssl-dev cpio kmod xz-utils zstd \
-  linux-source-6.1 qemu-system-x86 busybox-static runc \
+  linux-source-6.1 qemu-system-x86 busybox-static runc crun \
   bats jq socat curl iproute2 iptables ca-certificates git \
   conmon docker.io containerd containernetworking-plugins
 export PATH=$PATH:/usr/local/go/bin

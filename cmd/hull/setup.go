@@ -120,7 +120,7 @@ func message(err error) string {
 	case errors.Is(err, runtime.ErrNotRunning):
 		return "container not running"
 	case errors.Is(err, runtime.ErrNotFound):
-		return fmt.Sprintf("container does not exist: %v", err)
+		return err.Error() // already says "container does not exist"
 	case errors.Is(err, runtime.ErrNoSuchProcess):
 		return "no such process"
 	}

@@ -216,11 +216,11 @@ shim_hull() { "$HULL_BIN" --root "$ROOT" --log "$B/log.json" --log-format json "
   # Creates that fail keep no proxy: nothing holds the output pipe open.
   B3=$T/b3; make_bundle "$B3" /no/such/binary
   run hull create --bundle "$B3" c1 </dev/null
-  [ "$status" -ne 0 ]; [[ "$output" == *"no such file"* ]]
+  [ "$status" -ne 0 ]; [[ "${output,,}" == *"no such file"* ]]
   # runc creates a missing cwd; a cwd that is a file fails.
   B4=$T/b4; make_bundle "$B4" true; touch "$B4/rootfs/data/file"; edit_spec "$B4" '.process.cwd = "/data/file"'
   run hull create --bundle "$B4" c1 </dev/null
-  [ "$status" -ne 0 ]; [[ "$output" == *"not a directory"* ]]
+  [ "$status" -ne 0 ]; [[ "${output,,}" == *"not a directory"* ]]
   assert_no_leak
   for cmd in start state delete pause resume ps events; do
     run hull $cmd nosuch
