@@ -30,6 +30,10 @@ func LoadSpec(bundle string) (*specs.Spec, error) {
 	return &s, nil
 }
 
+// maxSpecBytes keeps a guest spec inside one ttrpc message (4 MiB), with
+// room for the rest of the request.
+const maxSpecBytes = 4<<20 - 64<<10
+
 // Guest performs container operations in one sandbox through its agent
 // (directly, or through the sandbox monitor) and its share directory.
 type Guest struct {
@@ -53,6 +57,10 @@ func (g *Guest) CreateContainer(ctx context.Context, cid, bundle string, spec *s
 	gs, err := GuestSpec(spec, cid, bundle, sid, g.Share)
 	if err != nil {
 		return fmt.Errorf("create container %s: %w", cid, err)
+	}
+	if len(gs) > maxSpecBytes {
+		_ = g.Share.RemoveContainer(cid)
+		return fmt.Errorf("create container %s: config too large for the agent channel: %d bytes, at most %d", cid, len(gs), maxSpecBytes)
 	}
 	rctx, cancel := g.ctx(ctx)
 	defer cancel()

@@ -123,7 +123,7 @@ JSON
   [ "$out" = "hello from the pod" ]
   # From the host on the pod IP.
   ip=$(cri inspectp "$p" | jq -r .status.network.ip)
-  run curl -fsS --retry 10 --retry-all-errors --retry-delay 1 "http://$ip:8080/"
+  run curl -fs --retry 10 --retry-all-errors --retry-delay 1 "http://$ip:8080/"
   [ "$output" = "hello from the pod" ]
   run cri logs "$web"
   [[ "$output" == *web-started* ]]

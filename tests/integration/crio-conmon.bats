@@ -68,7 +68,7 @@ crio() { "$HULL_BIN" --root "$ROOT" "$@"; }
   [ "$(pgrep -fc -- "qemu-system.*$T")" = 1 ]
   wait_file "$T/app1.log" "stdout"
   [ "$(crio state app1 | jq -r .status)" = running ]
-  run curl -fsS --retry 20 --retry-all-errors --retry-delay 1 http://10.77.1.2:8080/
+  run curl -fs --retry 20 --retry-all-errors --retry-delay 1 http://10.77.1.2:8080/
   [ "$output" = "app page" ]
 
   # Exec through conmon, as CRI-O's ExecSync.
@@ -119,7 +119,7 @@ crio() { "$HULL_BIN" --root "$ROOT" "$@"; }
   done
   [ "$(pgrep -fc -- "qemu-system.*$T")" = 3 ]
   for n in 1 2 3; do
-    run curl -fsS --retry 30 --retry-all-errors --retry-delay 1 "http://10.77.$n.2/"
+    run curl -fs --retry 30 --retry-all-errors --retry-delay 1 "http://10.77.$n.2/"
     echo "pod$n: $output"
     [ "$output" = "pod$n" ]
     # Each pod sees only its own containers' files.

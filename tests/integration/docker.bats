@@ -72,7 +72,7 @@ no_leaks() {
   d run -d --name web -p 8080:80 --runtime hull hull-busybox \
     sh -c 'trap "echo got-term; exit 0" TERM; httpd -f -p 80 -h /www & wait'
   [ "$(qemus)" = 1 ]
-  run curl -fsS --retry 30 --retry-all-errors --retry-delay 1 http://localhost:8080/
+  run curl -fs --retry 30 --retry-all-errors --retry-delay 1 http://localhost:8080/
   [ "$status" -eq 0 ]
   [ "$output" = "hello from the VM" ]
   ip=$(d inspect -f '{{.NetworkSettings.IPAddress}}' web)

@@ -48,7 +48,7 @@ sandbox_info() { jq -r ".$2" "$ROOT"/sandboxes/*/sandbox.json | head -1; }
 @test "the agent crashes (a guest panic): detected, reported in the log, cleaned" {
   # Without a PID namespace the container shares the guest's, where the
   # agent is PID 1; SIGABRT crashes it, and the kernel panics.
-  B=$T/b; make_bundle "$B" sh -c 'kill -TERM 1; sleep 1; echo agent-survived-term; kill -ABRT 1; sleep 600'
+  B=$T/b; make_bundle "$B" sh -c 'kill -TERM 1; sleep 1; echo agent-survived-term; sleep 2; kill -ABRT 1; sleep 600'
   edit_spec "$B" 'del(.linux.namespaces[] | select(.type == "pid"))'
   run "$HULL_BIN" --root "$ROOT" --log "$T/hull.log" run --bundle "$B" c1 </dev/null
   echo "$output"
