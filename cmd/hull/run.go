@@ -21,15 +21,7 @@ var runCommand = &cli.Command{
 		&cli.BoolFlag{Name: "no-pivot", Usage: "accepted for compatibility"},
 		&cli.BoolFlag{Name: "no-new-keyring", Usage: "accepted for compatibility"},
 	},
-	Action: func(c *cli.Context) error {
-		id, err := oneID(c)
-		if err != nil {
-			return err
-		}
-		rt, err := newRuntime(c, false)
-		if err != nil {
-			return err
-		}
+	Action: withContainer(func(c *cli.Context, rt *runtime.Runtime, id string) error {
 		if err := rt.Create(c.Context, runtime.CreateRequest{ID: id, Bundle: c.String("bundle"),
 			PidFile: c.String("pid-file"), ConsoleSocket: c.String("console-socket")}); err != nil {
 			return err
@@ -62,5 +54,5 @@ var runCommand = &cli.Command{
 			return cli.Exit("", status)
 		}
 		return nil
-	},
+	}),
 }
