@@ -30,7 +30,9 @@ type Timeouts struct {
 }
 
 // DefaultTimeouts are generous enough for TCG on a loaded machine.
-var DefaultTimeouts = Timeouts{QMP: 10 * time.Second, Powerdown: 2 * time.Second, Quit: 3 * time.Second}
+func DefaultTimeouts() Timeouts {
+	return Timeouts{QMP: 10 * time.Second, Powerdown: 2 * time.Second, Quit: 3 * time.Second}
+}
 
 // QEMU is one running QEMU process and its QMP connection.
 type QEMU struct {
@@ -55,12 +57,12 @@ type Option func(*QEMU)
 // WithLogger sets the logger for debug messages.
 func WithLogger(l *slog.Logger) Option { return func(q *QEMU) { q.log = l } }
 
-// WithTimeouts overrides DefaultTimeouts.
+// WithTimeouts overrides DefaultTimeouts().
 func WithTimeouts(t Timeouts) Option { return func(q *QEMU) { q.timeouts = t } }
 
 // New prepares a QEMU for cfg; nothing runs until Start.
 func New(cfg Config, opts ...Option) *QEMU {
-	q := &QEMU{cfg: cfg, timeouts: DefaultTimeouts, log: slog.New(slog.DiscardHandler),
+	q := &QEMU{cfg: cfg, timeouts: DefaultTimeouts(), log: slog.New(slog.DiscardHandler),
 		done: make(chan struct{}), portCh: make(chan struct{})}
 	for _, o := range opts {
 		o(q)
