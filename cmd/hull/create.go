@@ -6,18 +6,29 @@ import (
 	"github.com/hull-runtime/hull/runtime"
 )
 
-var createCommand = &cli.Command{
-	Name:      "create",
-	Usage:     "create a container (boots its sandbox VM if it is the first)",
-	ArgsUsage: "<container-id>",
-	Flags: []cli.Flag{
+// createFlags are the flags create and run share.
+func createFlags() []cli.Flag {
+	return []cli.Flag{
 		&cli.StringFlag{Name: "bundle", Aliases: []string{"b"}, Value: ".", Usage: "path to the OCI bundle"},
 		&cli.StringFlag{Name: "pid-file", Usage: "write the container process's PID here"},
 		&cli.StringFlag{Name: "console-socket", Usage: "unix socket that receives the pty master"},
 		&cli.BoolFlag{Name: "no-pivot", Usage: "accepted for compatibility (the guest never pivots)"},
 		&cli.BoolFlag{Name: "no-new-keyring", Usage: "accepted for compatibility"},
+	}
+}
+
+// createRequest turns create's flags into a request.
+func createRequest(c *cli.Context, id string) runtime.CreateRequest {
+	return runtime.CreateRequest{ID: id, Bundle: c.String("bundle"), PidFile: c.String("pid-file"), ConsoleSocket: c.String("console-socket")}
+}
+
+var createCommand = &cli.Command{
+	Name:      "create",
+	Usage:     "create a container (boots its sandbox VM if it is the first)",
+	ArgsUsage: "<container-id>",
+	Flags: append(createFlags(),
 		&cli.IntFlag{Name: "preserve-fds", Usage: "not supported in a VM; must be 0"},
-	},
+	),
 	Action: func(c *cli.Context) error {
 		id, err := oneID(c)
 		if err != nil {
@@ -30,7 +41,6 @@ var createCommand = &cli.Command{
 		if err != nil {
 			return err
 		}
-		return rt.Create(c.Context, runtime.CreateRequest{ID: id, Bundle: c.String("bundle"),
-			PidFile: c.String("pid-file"), ConsoleSocket: c.String("console-socket")})
+		return rt.Create(c.Context, createRequest(c, id))
 	},
 }

@@ -13,17 +13,11 @@ var runCommand = &cli.Command{
 	Name:      "run",
 	Usage:     "create and start a container; without --detach, wait for it and delete it",
 	ArgsUsage: "<container-id>",
-	Flags: []cli.Flag{
-		&cli.StringFlag{Name: "bundle", Aliases: []string{"b"}, Value: ".", Usage: "path to the OCI bundle"},
-		&cli.StringFlag{Name: "pid-file", Usage: "write the container process's PID here"},
-		&cli.StringFlag{Name: "console-socket", Usage: "unix socket that receives the pty master"},
+	Flags: append(createFlags(),
 		&cli.BoolFlag{Name: "detach", Aliases: []string{"d"}, Usage: "return once the container runs"},
-		&cli.BoolFlag{Name: "no-pivot", Usage: "accepted for compatibility"},
-		&cli.BoolFlag{Name: "no-new-keyring", Usage: "accepted for compatibility"},
-	},
+	),
 	Action: withContainer(func(c *cli.Context, rt *runtime.Runtime, id string) error {
-		if err := rt.Create(c.Context, runtime.CreateRequest{ID: id, Bundle: c.String("bundle"),
-			PidFile: c.String("pid-file"), ConsoleSocket: c.String("console-socket")}); err != nil {
+		if err := rt.Create(c.Context, createRequest(c, id)); err != nil {
 			return err
 		}
 		if err := rt.Start(c.Context, id); err != nil {
