@@ -161,14 +161,6 @@ func (c *HostCgroup) Remove() error {
 	return errors.Join(errs...)
 }
 
-// Paths lists the cgroup's directories.
-func (c *HostCgroup) Paths() []string {
-	if c == nil {
-		return nil
-	}
-	return c.dirs
-}
-
 // JoinCgroup moves the calling process into the cgroup at path (a spec's
 // cgroupsPath); monitors and proxies call it first thing, so that QEMU and
 // every other child starts inside.

@@ -24,17 +24,35 @@ func (r *Runtime) load(id string) (*ContainerState, error) {
 	return st, nil
 }
 
+// lockAndLoad takes a container's lock and reads its state. A container
+// whose directory exists but whose state was never saved (a create killed
+// half-way) comes back as nil state, still locked.
+func (r *Runtime) lockAndLoad(id string) (*ContainerState, func(), error) {
+	unlock, err := r.Store.Lock(id)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := r.load(id)
+	if errors.Is(err, ErrNotFound) {
+		return nil, unlock, nil
+	}
+	if err != nil {
+		unlock()
+		return nil, nil, err
+	}
+	return st, unlock, nil
+}
+
 // transition checks op against the container's status under its lock, runs
 // do, and saves the status op leads to.
 func (r *Runtime) transition(id string, op Op, do func(*ContainerState, *Guest) error) error {
-	unlock, err := r.Store.Lock(id)
+	st, unlock, err := r.lockAndLoad(id)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	st, err := r.load(id)
-	if err != nil {
-		return err
+	if st == nil {
+		return fmt.Errorf("%w: %s", ErrNotFound, id)
 	}
 	next, err := st.Status.Next(op)
 	if err != nil {
@@ -144,18 +162,17 @@ func (r *Runtime) Kill(ctx context.Context, id string, sig unix.Signal, all bool
 // Delete removes a stopped container (any container with force, killing it
 // first); deleting a sandbox's own container destroys the VM.
 func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
-	unlock, err := r.Store.Lock(id)
+	st, unlock, err := r.lockAndLoad(id)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	st, err := r.load(id)
-	if err != nil {
-		if force && errors.Is(err, ErrNotFound) {
+	if st == nil {
+		if force {
 			// A create that died half-way leaves no state file.
 			return r.cleanupPartial(ctx, id)
 		}
-		return err
+		return fmt.Errorf("%w: %s", ErrNotFound, id)
 	}
 	if _, err := st.Status.Next(OpDelete); err != nil && !force {
 		return fmt.Errorf("cannot delete container %s that is not stopped: %s", id, st.Status)

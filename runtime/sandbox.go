@@ -22,8 +22,6 @@ type VM interface {
 	// WaitAgentPort returns once the guest listens on the agent channel.
 	WaitAgentPort(ctx context.Context) error
 	Stop(ctx context.Context) error
-	Pause() error
-	Resume() error
 	Done() <-chan struct{}
 	PID() int
 }

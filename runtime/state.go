@@ -18,13 +18,12 @@ import (
 
 // Sentinel errors callers branch on; cmd/hull maps them to runc's wording.
 var (
-	ErrNotFound      = errors.New("container does not exist")
-	ErrExists        = errors.New("container already exists")
-	ErrNotRunning    = errors.New("container not running")
-	ErrInvalidID     = errors.New("invalid container id")
-	ErrWrongStatus   = errors.New("operation not allowed in this status")
-	ErrSandboxGone   = errors.New("sandbox is not running")
-	ErrNoSuchProcess = errors.New("no such process")
+	ErrNotFound    = errors.New("container does not exist")
+	ErrExists      = errors.New("container already exists")
+	ErrNotRunning  = errors.New("container not running")
+	ErrInvalidID   = errors.New("invalid container id")
+	ErrWrongStatus = errors.New("operation not allowed in this status")
+	ErrSandboxGone = errors.New("sandbox is not running")
 )
 
 // ContainerState is what hull keeps on disk for one container.

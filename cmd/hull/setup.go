@@ -121,8 +121,6 @@ func message(err error) string {
 		return "container not running"
 	case errors.Is(err, runtime.ErrNotFound):
 		return err.Error() // already says "container does not exist"
-	case errors.Is(err, runtime.ErrNoSuchProcess):
-		return "no such process"
 	}
 	return err.Error()
 }
