@@ -168,6 +168,8 @@ type Accel struct {
 	Name     string // "kvm" or "tcg"
 	CPUModel string
 	Reason   string
+	// KernelParams are guest kernel parameters this accelerator calls for.
+	KernelParams []string
 }
 
 // ResolveAccel turns the configured accel ("auto", "kvm", "tcg") into the
@@ -177,13 +179,13 @@ func ResolveAccel(want, kvmDev string, limit time.Duration) (Accel, error) {
 	case "kvm":
 		return Accel{Name: "kvm", CPUModel: "host", Reason: "configured"}, nil
 	case "tcg":
-		return Accel{Name: "tcg", CPUModel: "max", Reason: "configured"}, nil
+		return Accel{Name: "tcg", CPUModel: "max", Reason: "configured", KernelParams: tcgKernelParams()}, nil
 	case "auto", "":
 		pr := ProbeKVM(kvmDev, limit)
 		if pr.Usable {
 			return Accel{Name: "kvm", CPUModel: "host", Reason: pr.Reason}, nil
 		}
-		return Accel{Name: "tcg", CPUModel: "max", Reason: pr.Reason}, nil
+		return Accel{Name: "tcg", CPUModel: "max", Reason: pr.Reason, KernelParams: tcgKernelParams()}, nil
 	default:
 		return Accel{}, fmt.Errorf("accel %q: want auto, kvm or tcg", want)
 	}

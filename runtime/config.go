@@ -103,7 +103,7 @@ func DefaultConfig() Config {
 	return Config{
 		Hypervisor: HypervisorConfig{
 			Path:           "/usr/bin/qemu-system-x86_64",
-			Machine:        "q35",
+			Machine:        "microvm",
 			Accel:          "auto",
 			KVMDevice:      "/dev/kvm",
 			KVMProbeLimit:  Duration{50 * time.Millisecond},

@@ -166,6 +166,7 @@ func (s *Sandbox) hypervisorConfig(o SandboxOptions) hypervisor.Config {
 		mem = h.DefaultMemory
 	}
 	params := []string{"console=ttyS0", "panic=1"}
+	params = append(params, s.Accel.KernelParams...)
 	params = append(params, strings.Fields(h.KernelParams)...)
 	agent := hypervisor.AgentDevice{Transport: o.Config.Agent.Transport}
 	switch agent.Transport {

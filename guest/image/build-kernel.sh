@@ -7,6 +7,9 @@
 # directly through its PVH entry point, with no decompression (XZ under TCG
 # costs a good part of a second).
 #
+# The patches under patches/ are applied in order (see each one's header for
+# why); they are part of the cache key.
+#
 # usage: build-kernel.sh OUT_BZIMAGE OUT_VMLINUX
 set -euo pipefail
 out=${1:?usage: build-kernel.sh OUT_BZIMAGE OUT_VMLINUX}
@@ -17,7 +20,9 @@ tarball=/usr/src/linux-source-6.1.tar.xz
 [ -f "$tarball" ] || { echo "build-kernel: $tarball missing (apt-get install linux-source-6.1)" >&2; exit 1; }
 
 srcver=$(dpkg-query -W -f='${Version}' linux-source-6.1)
-key=$( (cat "$here/kernel.config"; echo "$srcver") | sha256sum | cut -c1-16)
+patches=$(find "$here/patches" -name '*.patch' | sort)
+patchkey=$(cat /dev/null $patches | sha256sum | cut -c1-16)
+key=$( (cat "$here/kernel.config"; echo "$srcver"; echo "$patchkey") | sha256sum | cut -c1-16)
 cached=$cache/kernel-$key/bzImage
 cachedelf=$cache/kernel-$key/vmlinux
 if [ -f "$cached" ] && [ -f "$cachedelf" ]; then
@@ -28,10 +33,15 @@ if [ -f "$cached" ] && [ -f "$cachedelf" ]; then
 fi
 
 work=$cache/kernel-src
-if [ ! -f "$work/.unpacked-$srcver" ]; then
+# The tree is reused across config changes (an incremental build), but a new
+# source version or patch set starts from a clean unpack.
+if [ ! -f "$work/.unpacked-$srcver-$patchkey" ]; then
   rm -rf "$work"; mkdir -p "$work"
   tar -C "$work" --strip-components=1 -xf "$tarball"
-  touch "$work/.unpacked-$srcver"
+  for p in $patches; do
+    patch -d "$work" -p1 --quiet --forward < "$p" || { echo "build-kernel: $p does not apply" >&2; exit 1; }
+  done
+  touch "$work/.unpacked-$srcver-$patchkey"
 fi
 cd "$work"
 make -s tinyconfig

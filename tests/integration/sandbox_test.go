@@ -25,10 +25,13 @@ import (
 )
 
 // guests are the kernel+initrd pairs under test, built by `make guest`.
-var guests = []struct{ name, kernel, initrd string }{
-	{"tuned", "vmlinux-hull", "initrd-hull.img"},
-	{"tuned-bzimage", "vmlinuz-hull", "initrd-hull.img"},
-	{"generic", "vmlinuz-generic", "initrd-generic.img"},
+// guests boot on microvm, hull's default machine, and the tuned kernel on
+// q35 too.
+var guests = []struct{ name, kernel, initrd, machine string }{
+	{"tuned", "vmlinux-hull", "initrd-hull.img", "microvm"},
+	{"tuned-q35", "vmlinux-hull", "initrd-hull.img", "q35"},
+	{"tuned-bzimage", "vmlinuz-hull", "initrd-hull.img", "microvm"},
+	{"generic", "vmlinuz-generic", "initrd-generic.img", "microvm"},
 }
 
 func buildDir(t *testing.T) string {
@@ -122,6 +125,7 @@ func TestSandboxRunsContainers(t *testing.T) {
 			})
 			cfg := runtime.DefaultConfig()
 			cfg.Hypervisor.Accel = "tcg"
+			cfg.Hypervisor.Machine = g.machine
 			cfg.Hypervisor.Kernel = filepath.Join(build, g.kernel)
 			cfg.Hypervisor.Initrd = filepath.Join(build, g.initrd)
 			for _, f := range []string{cfg.Hypervisor.Kernel, cfg.Hypervisor.Initrd} {
