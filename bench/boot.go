@@ -42,9 +42,9 @@ func (b *bench) boot(ctx context.Context) error {
 		key  string
 		boot rawBoot
 	}{
-		{"raw_boot_tuned", rawBoot{qemu: b.qemu, kernel: b.file("vmlinux-hull"), initrd: b.poweroffInitrd}},
-		{"raw_boot_tuned_devices", rawBoot{qemu: b.qemu, kernel: b.file("vmlinux-hull"), initrd: b.poweroffInitrd, devices: true}},
-		{"raw_boot_generic", rawBoot{qemu: b.qemu, kernel: b.file("vmlinuz-generic"), initrd: b.poweroffInitrd}},
+		{"raw_boot_tuned", rawBoot{qemu: b.qemu, kernel: b.file("vmlinux-hull"), initrd: b.poweroffInitrd, guest: b.guest}},
+		{"raw_boot_tuned_devices", rawBoot{qemu: b.qemu, kernel: b.file("vmlinux-hull"), initrd: b.poweroffInitrd, guest: b.guest, devices: true}},
+		{"raw_boot_generic", rawBoot{qemu: b.qemu, kernel: b.file(genericKernel), initrd: b.poweroffInitrd, guest: b.guest}},
 	}
 	for i := range b.n {
 		for _, r := range raws {
@@ -57,7 +57,7 @@ func (b *bench) boot(ctx context.Context) error {
 		if err := b.tunedSandbox(ctx, i, bundle); err != nil {
 			return err
 		}
-		ready, _, err := b.startStop(ctx, fmt.Sprintf("gen%d", i), "vmlinuz-generic", "initrd-generic.img")
+		ready, _, err := b.startStop(ctx, fmt.Sprintf("gen%d", i), genericKernel, "initrd-generic.img")
 		if err != nil {
 			return err
 		}
@@ -69,8 +69,8 @@ func (b *bench) boot(ctx context.Context) error {
 		return err
 	}
 	b.note("Raw boot: QEMU spawn to exit, `-kernel` + an initrd whose /init (a static Go program) powers off at once; "+
-		"q35, tcg, `-cpu max`, 512 MiB, `%s`. raw_boot_tuned_devices adds the devices hull attaches (QMP, rng, virtio-serial, 9p), "+
-		"rendered by hypervisor.Config.Args.", floorParams)
+		"%s, tcg (tb-size %d MiB), `-cpu max`, 512 MiB, `%s`. raw_boot_tuned_devices adds the devices hull attaches (QMP, rng, virtio-serial, 9p), "+
+		"rendered by hypervisor.Config.Args.", b.guest.machine, b.guest.tbSize, b.guest.params)
 	b.note("Sandbox ready: wall time of runtime.StartSandbox (accel tcg, 512 MiB) until the agent answers Health; "+
 		"steps from Sandbox.Timings. Container steps: Guest.CreateContainer, StartContainer, Relay (until exit), RemoveContainer; then Sandbox.Stop. "+
 		"Agent RTT: median of %d Health calls over Sandbox.Agent() per repetition.", healthCalls)
@@ -82,8 +82,14 @@ func (b *bench) sandboxConfig(kernel, initrd string) runtime.Config {
 	cfg.Hypervisor.Accel = "tcg"
 	cfg.Hypervisor.Kernel = b.file(kernel)
 	cfg.Hypervisor.Initrd = b.file(initrd)
+	if kernel == genericKernel {
+		// Debian's kernel cannot find microvm's devices (see README).
+		cfg.Hypervisor.Machine = "q35"
+	}
 	return cfg
 }
+
+const genericKernel = "vmlinuz-generic"
 
 // startStop boots a sandbox and stops it; it returns the time to ready and
 // the sandbox's own step timings.

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	goruntime "runtime"
+	"strings"
 	"syscall"
 	"time"
 
@@ -20,8 +21,24 @@ import (
 // boots with the same ones.
 const floorMemoryMiB = 512
 
-// floorParams are hull's own kernel parameters: the floor is the same guest.
-var floorParams = "console=ttyS0 panic=1 " + runtime.DefaultKernelParams
+// floorGuest is how hull boots a guest under TCG by default: machine, kernel
+// parameters and memory. The floor boots the same guest.
+type floorGuest struct {
+	machine string
+	tbSize  int
+	params  string
+}
+
+func defaultFloorGuest() (floorGuest, error) {
+	h := runtime.DefaultConfig().Hypervisor
+	acc, err := hypervisor.ResolveAccel("tcg", h.KVMDevice, h.KVMProbeLimit.Duration)
+	if err != nil {
+		return floorGuest{}, err
+	}
+	params := append([]string{"console=ttyS0", "panic=1"}, acc.KernelParams...)
+	params = append(params, h.KernelParams)
+	return floorGuest{machine: h.Machine, tbSize: h.TCGTBSize, params: strings.Join(params, " ")}, nil
+}
 
 // buildPoweroffInitrd compiles ./poweroff statically and packs it as /init
 // of a gzip'd cpio (newc) archive in dir; it returns the archive's path.
@@ -92,8 +109,9 @@ type rawBoot struct {
 	// devices adds the devices hull attaches (QMP, rng, virtio-serial
 	// agent port, 9p share), rendered by hull's own hypervisor.Config.
 	devices bool
-	// params replaces floorParams when set.
-	params string
+	guest   floorGuest
+	// extraParams are appended to the guest's kernel parameters.
+	extraParams string
 	// console, when set, receives the guest's serial console.
 	console *[]byte
 }
@@ -104,12 +122,9 @@ func (b rawBoot) run(ctx context.Context, dir string) (time.Duration, error) {
 		return 0, err
 	}
 	defer os.RemoveAll(dir)
-	params := floorParams
-	if b.params != "" {
-		params = b.params
-	}
+	params := strings.TrimSpace(b.guest.params + " " + b.extraParams)
 	cfg := hypervisor.Config{
-		Path: b.qemu, Machine: "q35", Accel: "tcg", CPUModel: "max", VCPUs: 1, MemoryMiB: floorMemoryMiB,
+		Path: b.qemu, Machine: b.guest.machine, Accel: "tcg", TBSizeMiB: b.guest.tbSize, CPUModel: "max", VCPUs: 1, MemoryMiB: floorMemoryMiB,
 		Kernel: b.kernel, Initrd: b.initrd, KernelParams: []string{params},
 		QMPSocket: filepath.Join(dir, "qmp.sock"), ConsoleLog: filepath.Join(dir, "console.log"),
 	}
@@ -123,12 +138,12 @@ func (b rawBoot) run(ctx context.Context, dir string) (time.Duration, error) {
 		cfg.Share = &hypervisor.ShareDevice{Path: share, Tag: "hullshare"}
 		args = cfg.Args()
 	} else {
-		args = []string{
-			"-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
-			"-machine", "q35,accel=tcg", "-cpu", "max", "-smp", "1", "-m", fmt.Sprintf("%dM", floorMemoryMiB),
-			"-chardev", "file,id=console0,path=" + cfg.ConsoleLog, "-serial", "chardev:console0",
-			"-kernel", b.kernel, "-initrd", b.initrd, "-append", params,
-		}
+		args = []string{"-nodefaults", "-no-user-config", "-nographic", "-no-reboot"}
+		args = append(args, cfg.MachineArgs()...)
+		args = append(args, "-cpu", "max", "-smp", "1", "-m", fmt.Sprintf("%dM", floorMemoryMiB),
+			"-chardev", "file,id=console0,path="+cfg.ConsoleLog, "-serial", "chardev:console0",
+			"-kernel", b.kernel, "-initrd", b.initrd, "-append", cfg.KernelCmdline(),
+		)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()

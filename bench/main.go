@@ -31,7 +31,9 @@ type bench struct {
 	runc  string
 	// poweroffInitrd is the floor guest's initrd (its /init powers off).
 	poweroffInitrd string
-	s              *Samples
+	// guest is the machine and kernel parameters every raw boot uses.
+	guest floorGuest
+	s     *Samples
 	// notes explain how measures were taken; they go to latest.md.
 	notes []string
 }
@@ -85,6 +87,9 @@ func run(out string, n int, build string, cases []string) error {
 	defer stop()
 	began := time.Now()
 	if b.poweroffInitrd, err = buildPoweroffInitrd(ctx, b.tmp); err != nil {
+		return err
+	}
+	if b.guest, err = defaultFloorGuest(); err != nil {
 		return err
 	}
 	steps := map[string]func(context.Context) error{

@@ -15,11 +15,11 @@ import (
 // verboseParams make the kernel print timestamped messages. Serial output
 // is slow under TCG, so a verbose boot only shows where the time goes; the
 // timed boots stay quiet.
-const verboseParams = "console=ttyS0 panic=1 loglevel=7 printk.time=1"
+const verboseParams = "loglevel=7 printk.time=1"
 
 var (
 	initLine     = regexp.MustCompile(`\[\s*([0-9.]+)\] Run /init as init process`)
-	poweroffLine = regexp.MustCompile(`\[\s*([0-9.]+)\] reboot: Power down`)
+	poweroffLine = regexp.MustCompile(`\[\s*([0-9.]+)\] reboot: (Power down|Restarting system)`)
 )
 
 // kernelStamp returns the kernel timestamp of the first line re matches.
@@ -38,7 +38,7 @@ func kernelStamp(console []byte, re *regexp.Regexp) (time.Duration, error) {
 // to /init, and what /init does.
 func (b *bench) timeline(ctx context.Context) error {
 	var console []byte
-	raw := rawBoot{qemu: b.qemu, kernel: b.file("vmlinux-hull"), initrd: b.poweroffInitrd, params: verboseParams, console: &console}
+	raw := rawBoot{qemu: b.qemu, kernel: b.file("vmlinux-hull"), initrd: b.poweroffInitrd, guest: b.guest, extraParams: verboseParams, console: &console}
 	total, err := raw.run(ctx, filepath.Join(b.tmp, "raw-verbose"))
 	if err != nil {
 		return err

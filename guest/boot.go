@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -101,16 +102,28 @@ func MountBase() error {
 	return nil
 }
 
-// MountShare mounts the sandbox's virtio-9p share at ShareDir.
+// shareWait bounds how long MountShare waits for the 9p device to appear.
+const shareWait = 10 * time.Second
+
+// MountShare mounts the sandbox's virtio-9p share at ShareDir. A device
+// that a just-loaded module is still probing is not there yet (ENOENT, "no
+// channels available"); MountShare retries until shareWait.
 func MountShare(tag string) error {
 	if err := os.MkdirAll(ShareDir, 0o755); err != nil {
 		return fmt.Errorf("mount share: %w", err)
 	}
 	opts := "trans=virtio,version=9p2000.L,cache=mmap,msize=512000"
-	if err := unix.Mount(tag, ShareDir, "9p", unix.MS_NODEV, opts); err != nil {
-		return fmt.Errorf("mount 9p share %q on %s: %w", tag, ShareDir, err)
+	deadline := time.Now().Add(shareWait)
+	for {
+		err := unix.Mount(tag, ShareDir, "9p", unix.MS_NODEV, opts)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, unix.ENOENT) || time.Now().After(deadline) {
+			return fmt.Errorf("mount 9p share %q on %s: %w", tag, ShareDir, err)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
-	return nil
 }
 
 // LoadModules loads, in order, the kernel modules listed one path a line in

@@ -129,7 +129,7 @@ func TestArgsProperties(t *testing.T) {
 		c.Machine = "microvm"
 		c.Share = &ShareDevice{Path: "/s", Tag: "t"}
 		args := c.Args()
-		assertArgPair(t, args, "-machine", "microvm,pit=on,pic=off,rtc=on,isa-serial=on")
+		assertArgPair(t, args, "-machine", "microvm,pit=on,pic=on,rtc=on,isa-serial=on,acpi=off")
 		assertArgPair(t, args, "-accel", "tcg")
 		for _, a := range args {
 			if strings.Contains(a, "-pci") {
@@ -137,6 +137,17 @@ func TestArgsProperties(t *testing.T) {
 			}
 		}
 		assertArgPair(t, args, "-device", "virtio-9p-device,fsdev=share0,mount_tag=t")
+		// No ACPI: the guest ends QEMU with a reboot, by triple fault.
+		if cmdline := args[len(args)-1]; !strings.HasSuffix(cmdline, " reboot=t") || c.HasACPI() {
+			t.Errorf("microvm: -append %q, HasACPI %v; want reboot=t and no ACPI", cmdline, c.HasACPI())
+		}
+	})
+	t.Run("q35 keeps ACPI and the kernel's own reboot", func(t *testing.T) {
+		c := validConfig()
+		c.Machine = "q35"
+		if cmdline := c.Args()[len(c.Args())-1]; strings.Contains(cmdline, "reboot=") || !c.HasACPI() {
+			t.Errorf("q35: -append %q, HasACPI %v", cmdline, c.HasACPI())
+		}
 	})
 	t.Run("nic fds follow the stdio fds in order", func(t *testing.T) {
 		c := validConfig()
@@ -276,4 +287,18 @@ func TestArgsTCGTranslationCache(t *testing.T) {
 	assertArgPair(t, c.Args(), "-accel", "tcg,tb-size=32")
 	c.Accel = "kvm"
 	assertArgPair(t, c.Args(), "-accel", "kvm")
+}
+
+// The bench's raw-boot floor renders the same machine as a sandbox.
+func TestMachineArgsMatchArgs(t *testing.T) {
+	for _, machine := range []string{"microvm", "q35"} {
+		c := validConfig()
+		c.Machine, c.Accel, c.TBSizeMiB = machine, "tcg", 16
+		m := c.MachineArgs()
+		if len(m) != 4 || m[0] != "-machine" || m[2] != "-accel" {
+			t.Fatalf("MachineArgs() = %q, want -machine X -accel Y", m)
+		}
+		assertArgPair(t, c.Args(), "-machine", m[1])
+		assertArgPair(t, c.Args(), "-accel", m[3])
+	}
 }

@@ -268,7 +268,8 @@ func (q *QEMU) simple(command string) error {
 	return err
 }
 
-// Stop ends the VM: an ACPI power-down, then quit, then SIGKILL, each step
+// Stop ends the VM: an ACPI power-down (where the machine has ACPI), then
+// quit, then SIGKILL, each step
 // given its timeout; when ctx ends it goes straight to SIGKILL. It returns
 // once QEMU has exited.
 func (q *QEMU) Stop(ctx context.Context) error {
@@ -281,6 +282,9 @@ func (q *QEMU) Stop(ctx context.Context) error {
 	}{
 		{"system_powerdown", q.timeouts.Powerdown},
 		{"quit", q.timeouts.Quit},
+	}
+	if !q.cfg.HasACPI() {
+		steps = steps[1:] // nothing in the guest hears a power button
 	}
 	for _, s := range steps {
 		if q.exited() || ctx.Err() != nil {

@@ -12,7 +12,8 @@ import (
 // spends another ~100 ms calibrating its local APIC timer. Telling it the
 // rate (tsc_early_khz) skips the first; it still refines the value against
 // the HPET a second after boot, and keeps the refinement when it is within
-// 1%. Letting the PIT/HPET drive the tick (noapictimer) skips the second.
+// 1%. Letting the PIT drive the tick (noapictimer) skips the second; QEMU
+// emulates the PIT as cheaply as the local APIC timer.
 
 // tscSample is the TSC read next to the monotonic clock; spread is how many
 // ticks the pair took to read, the uncertainty of the sample.
