@@ -57,15 +57,21 @@ func Main() error {
 		return err
 	}
 	trace("agent: modules loaded")
-	if err := LoopbackUp(); err != nil {
-		return err
-	}
-	if boot.ShareTag != "" {
-		if err := MountShare(boot.ShareTag); err != nil {
+	// The first request (Health) needs neither loopback nor the share; they
+	// are set up while the agent starts serving, and CreateContainer waits
+	// for them.
+	setup := startSetup(func() error {
+		if err := LoopbackUp(); err != nil {
 			return err
 		}
-	}
-	trace("agent: share mounted")
+		if boot.ShareTag != "" {
+			if err := MountShare(boot.ShareTag); err != nil {
+				return err
+			}
+		}
+		trace("agent: share mounted")
+		return nil
+	})
 	reaper := NewReaper()
 	// go-runc reports exits through this package-level monitor; PID 1 must
 	// own every wait4, so it is set once, here, before runc runs.
@@ -85,6 +91,7 @@ func Main() error {
 		ProcSys:    "/proc/sys",
 		PowerOff:   PowerOff,
 		Log:        log,
+		Ready:      setup.wait,
 	})
 	l, err := listen(boot)
 	if err != nil {
@@ -98,6 +105,30 @@ func Main() error {
 	log.Debug("agent serving", "on", l.Addr().String())
 	trace("agent: serving")
 	return srv.Serve(context.Background(), l)
+}
+
+// setup is boot work that runs beside serving; wait returns its outcome.
+type setup struct {
+	done chan struct{}
+	err  error
+}
+
+func startSetup(f func() error) *setup {
+	s := &setup{done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		s.err = f()
+	}()
+	return s
+}
+
+func (s *setup) wait(ctx context.Context) error {
+	select {
+	case <-s.done:
+		return s.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 func listen(boot BootConfig) (net.Listener, error) {

@@ -53,7 +53,10 @@ type Config struct {
 	ProcSys string
 	// PowerOff ends the VM; called after DestroySandbox has answered.
 	PowerOff func()
-	Log      *slog.Logger
+	// Ready waits for the boot-time setup containers need (loopback, the
+	// share) and returns its error; nil means always ready.
+	Ready func(context.Context) error
+	Log   *slog.Logger
 }
 
 // Service implements agentproto.AgentService.
@@ -78,6 +81,9 @@ var _ agentproto.AgentService = (*Service)(nil)
 func NewService(cfg Config) *Service {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Ready == nil {
+		cfg.Ready = func(context.Context) error { return nil }
 	}
 	return &Service{cfg: cfg, containers: map[string]*container{}}
 }
@@ -113,6 +119,9 @@ func (s *Service) CreateContainer(ctx context.Context, req *agentproto.CreateCon
 	var spec specs.Spec
 	if err := json.Unmarshal(req.Spec, &spec); err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "container %s: spec: %v", req.ContainerId, err)
+	}
+	if err := s.cfg.Ready(ctx); err != nil {
+		return nil, status.Errorf(codes.Unavailable, "container %s: guest setup: %v", req.ContainerId, err)
 	}
 	if err := toGuestSpec(&spec, req.ContainerId, s.cfg.ShareDir); err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "container %s: %v", req.ContainerId, err)

@@ -2,7 +2,13 @@ package guest
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"strings"
 	"testing"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -31,5 +37,31 @@ func TestCloseProcess(t *testing.T) {
 	}
 	if _, err := svc.CloseProcess(ctx, &agentproto.ProcessRequest{ContainerId: "nope", ExecId: "e1"}); status.Code(err) != codes.NotFound {
 		t.Errorf("unknown container: %v", err)
+	}
+}
+
+// CreateContainer waits for the boot-time setup and reports its failure;
+// Health does not wait.
+func TestCreateContainerWaitsForSetup(t *testing.T) {
+	s := startSetup(func() error { return errors.New("mount 9p share: no such device") })
+	svc := NewService(Config{Runtime: func(string) Runtime { return failingRuntime{} }, BundleDir: t.TempDir(), Ready: s.wait})
+	ctx := context.Background()
+	if _, err := svc.Health(ctx, &agentproto.HealthRequest{}); err != nil {
+		t.Fatalf("health: %v", err)
+	}
+	spec, _ := json.Marshal(&specs.Spec{Version: specs.Version, Process: &specs.Process{Args: []string{"true"}}, Root: &specs.Root{Path: "rootfs"}})
+	_, err := svc.CreateContainer(ctx, &agentproto.CreateContainerRequest{ContainerId: "c1", Spec: spec})
+	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "no such device") {
+		t.Fatalf("create after a failed setup: %v, want Unavailable with the setup's error", err)
+	}
+
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	blocked := startSetup(func() error { <-release; return nil })
+	svc = NewService(Config{Runtime: func(string) Runtime { return failingRuntime{} }, BundleDir: t.TempDir(), Ready: blocked.wait})
+	cctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if _, err := svc.CreateContainer(cctx, &agentproto.CreateContainerRequest{ContainerId: "c2", Spec: spec}); err == nil {
+		t.Fatal("create while setup never finishes: want an error when ctx ends")
 	}
 }
