@@ -33,7 +33,7 @@ generic:
 	echo "$$modroot $$kver" > $(BUILD)/generic-modules
 
 initrd: agent
-	HULL_VERSION=$(VERSION) guest/image/build-initrd.sh $(BUILD)/hull-agent $(BUILD)/initrd-hull.img
+	HULL_VERSION=$(VERSION) GUEST_ROOT_OUT=$(BUILD)/guest-root guest/image/build-initrd.sh $(BUILD)/hull-agent $(BUILD)/initrd-hull.img
 	@set -e; if [ -f $(BUILD)/generic-modules ]; then read -r modroot kver < $(BUILD)/generic-modules; \
 	HULL_VERSION=$(VERSION) GUEST_RUNTIME=runc guest/image/build-initrd.sh $(BUILD)/hull-agent $(BUILD)/initrd-generic.img "$$modroot" "$$kver"; fi
 
@@ -54,6 +54,10 @@ install: all
 	install -D -m 0644 $(BUILD)/vmlinux-hull $(DESTDIR)$(PREFIX)/share/hull/vmlinux
 	install -D -m 0644 $(BUILD)/vmlinuz-hull $(DESTDIR)$(PREFIX)/share/hull/vmlinuz
 	install -D -m 0644 $(BUILD)/initrd-hull.img $(DESTDIR)$(PREFIX)/share/hull/initrd.img
+	rm -rf $(DESTDIR)$(PREFIX)/share/hull/guest-root.new
+	cp -a $(BUILD)/guest-root $(DESTDIR)$(PREFIX)/share/hull/guest-root.new
+	rm -rf $(DESTDIR)$(PREFIX)/share/hull/guest-root
+	mv $(DESTDIR)$(PREFIX)/share/hull/guest-root.new $(DESTDIR)$(PREFIX)/share/hull/guest-root
 	install -D -m 0644 $(BUILD)/vmlinuz-generic $(DESTDIR)$(PREFIX)/share/hull/vmlinuz-generic
 	install -D -m 0644 $(BUILD)/initrd-generic.img $(DESTDIR)$(PREFIX)/share/hull/initrd-generic.img
 	install -D -m 0644 configuration.toml $(DESTDIR)$(PREFIX)/share/hull/configuration.toml

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/hull-runtime/hull/agentproto"
@@ -77,11 +78,17 @@ func (b *bench) boot(ctx context.Context) error {
 	return nil
 }
 
-func (b *bench) sandboxConfig(kernel, initrd string) runtime.Config {
+// sandboxConfig is hull's default configuration with the built guest:
+// image is an initrd (*.img) or the guest root directory.
+func (b *bench) sandboxConfig(kernel, image string) runtime.Config {
 	cfg := runtime.DefaultConfig()
 	cfg.Hypervisor.Accel = "tcg"
 	cfg.Hypervisor.Kernel = b.file(kernel)
-	cfg.Hypervisor.Initrd = b.file(initrd)
+	if strings.HasSuffix(image, ".img") {
+		cfg.Hypervisor.GuestRoot, cfg.Hypervisor.Initrd = "", b.file(image)
+	} else {
+		cfg.Hypervisor.GuestRoot = b.file(image)
+	}
 	if kernel == genericKernel {
 		// Debian's kernel cannot find microvm's devices (see README).
 		cfg.Hypervisor.Machine = "q35"
@@ -89,13 +96,18 @@ func (b *bench) sandboxConfig(kernel, initrd string) runtime.Config {
 	return cfg
 }
 
-const genericKernel = "vmlinuz-generic"
+const (
+	genericKernel = "vmlinuz-generic"
+	tunedKernel   = "vmlinux-hull"
+	// tunedImage is the tuned guest as hull boots it by default.
+	tunedImage = "guest-root"
+)
 
 // startStop boots a sandbox and stops it; it returns the time to ready and
 // the sandbox's own step timings.
-func (b *bench) startStop(ctx context.Context, id, kernel, initrd string) (time.Duration, []runtime.Step, error) {
+func (b *bench) startStop(ctx context.Context, id, kernel, image string) (time.Duration, []runtime.Step, error) {
 	t0 := time.Now()
-	sb, err := runtime.StartSandbox(ctx, runtime.SandboxOptions{ID: id, Dir: filepath.Join(b.tmp, id), Config: b.sandboxConfig(kernel, initrd)})
+	sb, err := runtime.StartSandbox(ctx, runtime.SandboxOptions{ID: id, Dir: filepath.Join(b.tmp, id), Config: b.sandboxConfig(kernel, image)})
 	if err != nil {
 		return 0, nil, err
 	}
@@ -106,7 +118,7 @@ func (b *bench) startStop(ctx context.Context, id, kernel, initrd string) (time.
 func (b *bench) tunedSandbox(ctx context.Context, i int, bundle string) (err error) {
 	id := fmt.Sprintf("tuned%d", i)
 	t0 := time.Now()
-	sb, err := runtime.StartSandbox(ctx, runtime.SandboxOptions{ID: id, Dir: filepath.Join(b.tmp, id), Config: b.sandboxConfig("vmlinux-hull", "initrd-hull.img")})
+	sb, err := runtime.StartSandbox(ctx, runtime.SandboxOptions{ID: id, Dir: filepath.Join(b.tmp, id), Config: b.sandboxConfig(tunedKernel, tunedImage)})
 	if err != nil {
 		return err
 	}

@@ -85,8 +85,8 @@ func (b *bench) hull(dir string, memMiB int) (runtimeCLI, error) {
 		return runtimeCLI{}, err
 	}
 	conf := filepath.Join(dir, "hull.toml")
-	toml := fmt.Sprintf("[hypervisor]\naccel = \"tcg\"\nkernel = %q\ninitrd = %q\ndefault_memory = %d\n",
-		b.file("vmlinux-hull"), b.file("initrd-hull.img"), memMiB)
+	toml := fmt.Sprintf("[hypervisor]\naccel = \"tcg\"\nkernel = %q\nguest_root = %q\ndefault_memory = %d\n",
+		b.file(tunedKernel), b.file(tunedImage), memMiB)
 	if err := os.WriteFile(conf, []byte(toml), 0o600); err != nil {
 		return runtimeCLI{}, err
 	}

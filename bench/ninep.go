@@ -52,7 +52,7 @@ func (b *bench) ninep(ctx context.Context) (err error) {
 		return err
 	}
 
-	sb, err := runtime.StartSandbox(ctx, runtime.SandboxOptions{ID: "ninep", Dir: filepath.Join(dir, "sb"), Config: b.sandboxConfig("vmlinux-hull", "initrd-hull.img")})
+	sb, err := runtime.StartSandbox(ctx, runtime.SandboxOptions{ID: "ninep", Dir: filepath.Join(dir, "sb"), Config: b.sandboxConfig(tunedKernel, tunedImage)})
 	if err != nil {
 		return err
 	}

@@ -56,7 +56,7 @@ func (b *bench) timeline(ctx context.Context) error {
 	b.s.Add("tl_raw_initrun", ms(off-toInit))
 	b.s.Add("tl_raw_outside", ms(total-off))
 
-	cfg := b.sandboxConfig("vmlinux-hull", "initrd-hull.img")
+	cfg := b.sandboxConfig(tunedKernel, tunedImage)
 	cfg.Hypervisor.KernelParams = "loglevel=7 printk.time=1"
 	t0 := time.Now()
 	sb, err := runtime.StartSandbox(ctx, runtime.SandboxOptions{ID: "verbose", Dir: filepath.Join(b.tmp, "verbose"), Config: cfg})

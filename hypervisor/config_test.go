@@ -60,6 +60,15 @@ func TestArgsGolden(t *testing.T) {
 			},
 		},
 		{
+			name: "microvm_guest_root",
+			config: func(c *Config) {
+				c.Machine = "microvm"
+				c.Initrd = ""
+				c.RootDir = "/usr/local/share/hull/guest-root"
+				c.Share = &ShareDevice{Path: "/run/hull/sb1/shared", Tag: "hullshare"}
+			},
+		},
+		{
 			name: "nics",
 			config: func(c *Config) {
 				c.NICs = []NIC{
@@ -300,5 +309,27 @@ func TestMachineArgsMatchArgs(t *testing.T) {
 		}
 		assertArgPair(t, c.Args(), "-machine", m[1])
 		assertArgPair(t, c.Args(), "-accel", m[3])
+	}
+}
+
+func TestGuestRootOrInitrd(t *testing.T) {
+	c := validConfig()
+	c.RootDir = "/srv/root"
+	if err := c.Validate(); err == nil {
+		t.Errorf("Validate() with both a root dir and an initrd: want an error")
+	}
+	c.Initrd = ""
+	if err := c.Validate(); err != nil {
+		t.Fatalf("Validate() with a root dir: %v", err)
+	}
+	args := c.Args()
+	assertArgPair(t, args, "-fsdev", "local,id=root0,path=/srv/root,security_model=none,readonly=on")
+	if cmdline := args[len(args)-1]; !strings.Contains(cmdline, " root=hullroot rootfstype=9p ") || !strings.HasSuffix(cmdline, " ro init=/init") {
+		t.Errorf("-append %q: want the 9p root, read-only", cmdline)
+	}
+	for _, a := range args {
+		if a == "-initrd" {
+			t.Errorf("a root dir and -initrd: %q", args)
+		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -40,22 +41,28 @@ func CheckHost(cfg Config, hullVersion string) []Check {
 		accel.Fix = "none needed: accel=auto falls back to TCG (software emulation, much slower); for KVM use a host with working hardware virtualization"
 	}
 	add(accel)
-	for _, f := range []struct{ name, path string }{{"kernel", h.Kernel}, {"initrd", h.Initrd}} {
+	image, imageKey := h.GuestRoot, "guest_root"
+	if image == "" {
+		image, imageKey = h.Initrd, "initrd"
+	}
+	for _, f := range []struct{ name, key, path string }{{"kernel", "kernel", h.Kernel}, {"image", imageKey, image}} {
 		c := Check{Name: "guest " + f.name, Required: true}
 		if fi, err := os.Stat(f.path); err != nil {
-			c.Detail, c.Fix = err.Error(), "run `make guest && make install`, or set hypervisor."+f.name
+			c.Detail, c.Fix = err.Error(), "run `make guest && make install`, or set hypervisor."+f.key
+		} else if fi.IsDir() {
+			c.OK, c.Detail = true, f.path+" (directory, shared read-only over 9p)"
 		} else {
 			c.OK, c.Detail = true, fmt.Sprintf("%s (%d bytes)", f.path, fi.Size())
 		}
 		add(c)
 	}
 	av := Check{Name: "agent version", Required: true}
-	if b, err := InitrdFile(h.Initrd, "etc/hull-version"); err != nil {
-		av.Detail, av.Fix = fmt.Sprintf("cannot read the agent version from %s: %v", h.Initrd, err), "rebuild the initrd: make initrd && make install"
+	if b, err := guestImageFile(h, "etc/hull-version"); err != nil {
+		av.Detail, av.Fix = fmt.Sprintf("cannot read the agent version from %s: %v", image, err), "rebuild the guest image: make initrd && make install"
 	} else if v := strings.TrimSpace(string(b)); v != hullVersion {
-		av.Detail, av.Fix = fmt.Sprintf("initrd carries agent %s, hull is %s", v, hullVersion), "rebuild and install both: make && make install"
+		av.Detail, av.Fix = fmt.Sprintf("guest image carries agent %s, hull is %s", v, hullVersion), "rebuild and install both: make && make install"
 	} else {
-		av.OK, av.Detail = true, "initrd agent matches hull "+v
+		av.OK, av.Detail = true, "guest agent matches hull "+v
 	}
 	add(av)
 	vs := Check{Name: "vhost-vsock", Required: cfg.Agent.Transport == "vsock"}
@@ -96,4 +103,13 @@ func CheckHost(cfg Config, hullVersion string) []Check {
 	}
 	add(mem)
 	return out
+}
+
+// guestImageFile reads one file of the guest image, a directory or an
+// initrd.
+func guestImageFile(h HypervisorConfig, name string) ([]byte, error) {
+	if h.GuestRoot != "" {
+		return os.ReadFile(filepath.Join(h.GuestRoot, name))
+	}
+	return InitrdFile(h.Initrd, name)
 }

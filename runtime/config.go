@@ -31,9 +31,12 @@ type HypervisorConfig struct {
 	KVMDevice     string   `toml:"kvm_device"`
 	KVMProbeLimit Duration `toml:"kvm_probe_limit"`
 	Kernel        string   `toml:"kernel"`
-	Initrd        string   `toml:"initrd"`
-	KernelParams  string   `toml:"kernel_params"`
-	DefaultVCPUs  int      `toml:"default_vcpus"`
+	// GuestRoot is the guest's root file system as a host directory, shared
+	// read-only over 9p; Initrd is the alternative. Exactly one is set.
+	GuestRoot    string `toml:"guest_root"`
+	Initrd       string `toml:"initrd"`
+	KernelParams string `toml:"kernel_params"`
+	DefaultVCPUs int    `toml:"default_vcpus"`
 	// DefaultMemory is the guest memory in MiB when the spec sets no limit.
 	DefaultMemory int `toml:"default_memory"`
 	// MemoryOverhead is added to a container's memory limit for the guest
@@ -108,7 +111,7 @@ func DefaultConfig() Config {
 			KVMDevice:      "/dev/kvm",
 			KVMProbeLimit:  Duration{50 * time.Millisecond},
 			Kernel:         installedDataDir + "/vmlinux",
-			Initrd:         installedDataDir + "/initrd.img",
+			GuestRoot:      installedDataDir + "/guest-root",
 			KernelParams:   DefaultKernelParams,
 			DefaultVCPUs:   1,
 			DefaultMemory:  512,
@@ -187,6 +190,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("hypervisor.accel %q: want auto, kvm or tcg", h.Accel)
 	case h.Kernel == "":
 		return errors.New("hypervisor.kernel is empty")
+	case (h.GuestRoot == "") == (h.Initrd == ""):
+		return fmt.Errorf("hypervisor.guest_root %q and hypervisor.initrd %q: set exactly one", h.GuestRoot, h.Initrd)
 	case h.DefaultVCPUs < 1 || h.DefaultVCPUs > 64:
 		return fmt.Errorf("hypervisor.default_vcpus %d: want 1 to 64", h.DefaultVCPUs)
 	case h.DefaultMemory < 64:

@@ -184,7 +184,7 @@ func (s *Sandbox) hypervisorConfig(o SandboxOptions) hypervisor.Config {
 	}
 	return hypervisor.Config{
 		Path: h.Path, Machine: h.Machine, Accel: s.Accel.Name, CPUModel: s.Accel.CPUModel,
-		VCPUs: vcpus, MemoryMiB: mem, TBSizeMiB: h.TCGTBSize, Kernel: h.Kernel, Initrd: h.Initrd, KernelParams: params,
+		VCPUs: vcpus, MemoryMiB: mem, TBSizeMiB: h.TCGTBSize, Kernel: h.Kernel, Initrd: h.Initrd, RootDir: h.GuestRoot, KernelParams: params,
 		QMPSocket:  filepath.Join(o.Dir, qmpSocket),
 		ConsoleLog: filepath.Join(o.Dir, consoleLog),
 		Agent:      agent,

@@ -6,6 +6,9 @@
 # The archive is left uncompressed: under TCG, inflating it cost the guest
 # ~0.3 s of a ~3 s boot, far more than copying the larger image.
 #
+# With GUEST_ROOT_OUT set, the same tree is also written there as a
+# directory: the guest root hull shares read-only over 9p.
+#
 # usage: build-initrd.sh AGENT OUT [MODROOT KVER]
 set -euo pipefail
 agent=${1:?usage: build-initrd.sh AGENT OUT [MODROOT KVER]}
@@ -58,3 +61,10 @@ mkdir -p "$(dirname "$out")"
 (cd "$stage" && find . -mindepth 1 | LC_ALL=C sort | cpio --quiet -o -H newc --reproducible -R 0:0) > "$out.tmp"
 mv "$out.tmp" "$out"
 echo "build-initrd: $out ($(du -h "$out" | cut -f1))"
+if [ -n "${GUEST_ROOT_OUT:-}" ]; then
+  rm -rf "$GUEST_ROOT_OUT.tmp"
+  cp -a "$stage" "$GUEST_ROOT_OUT.tmp"
+  chmod 0755 "$GUEST_ROOT_OUT.tmp"
+  rm -rf "$GUEST_ROOT_OUT" && mv "$GUEST_ROOT_OUT.tmp" "$GUEST_ROOT_OUT"
+  echo "build-initrd: $GUEST_ROOT_OUT ($(du -sh "$GUEST_ROOT_OUT" | cut -f1))"
+fi

@@ -241,8 +241,16 @@ snapshot() {
   run hull check
   echo "$output"
   [ "$status" -eq 0 ]
-  for what in qemu kvm "guest kernel" "guest initrd" "agent version" vhost-vsock tun cgroups memory; do
+  for what in qemu kvm "guest kernel" "guest image" "agent version" vhost-vsock tun cgroups memory; do
     [[ "$output" == *"$what"* ]]
   done
   [[ "$output" == *"QEMU emulator version"* ]]
+  [[ "$output" == *"guest-root (directory, shared read-only over 9p)"* ]]
+  # The same guest as an initrd: the agent version is read from the archive.
+  HULL_INITRD=$BUILD/initrd-hull.img write_config "$T/hull-initrd.toml"
+  run hull check
+  echo "$output"
+  [ "$status" -eq 0 ]
+  [[ "$output" == *"initrd-hull.img ("* ]]
+  [[ "$output" == *"guest agent matches hull"* ]]
 }

@@ -10,7 +10,7 @@ require_host() {
   [ "$(id -u)" = 0 ] || { echo "hull integration tests need root" >&2; return 1; }
   command -v qemu-system-x86_64 >/dev/null || { echo "qemu-system-x86_64 missing" >&2; return 1; }
   command -v jq >/dev/null || { echo "jq missing" >&2; return 1; }
-  for f in "$HULL_BIN" "$BUILD/vmlinux-hull" "$BUILD/initrd-hull.img" "$RECVTTY"; do
+  for f in "$HULL_BIN" "$BUILD/vmlinux-hull" "$BUILD/guest-root/init" "$RECVTTY"; do
     [ -e "$f" ] || { echo "$f missing: run make" >&2; return 1; }
   done
 }
@@ -24,14 +24,17 @@ setup_hull() {
 }
 
 # write_config FILE: the suites' hull configuration (TCG unless HULL_ACCEL
-# says otherwise, the built guest), exported as HULL_CONFIG.
+# says otherwise, the built guest: its root directory over 9p, or
+# HULL_INITRD), exported as HULL_CONFIG.
 write_config() {
   export HULL_CONFIG=$1
+  local image="guest_root = \"$BUILD/guest-root\""
+  if [ -n "${HULL_INITRD:-}" ]; then image="initrd = \"$HULL_INITRD\""; fi
   cat > "$HULL_CONFIG" <<TOML
 [hypervisor]
 accel = "${HULL_ACCEL:-tcg}"
 kernel = "${HULL_KERNEL:-$BUILD/vmlinux-hull}"
-initrd = "${HULL_INITRD:-$BUILD/initrd-hull.img}"
+$image
 default_memory = 256
 TOML
 }
