@@ -57,10 +57,13 @@ func Main() error {
 		return err
 	}
 	trace("agent: modules loaded")
-	// The first request (Health) needs neither loopback nor the share; they
-	// are set up while the agent starts serving, and CreateContainer waits
-	// for them.
+	// The first request (Health) needs neither cgroups, loopback nor the
+	// share; they are set up while the agent starts serving, and
+	// CreateContainer waits for them.
 	setup := startSetup(func() error {
+		if err := MountCgroups(); err != nil {
+			return err
+		}
 		if err := LoopbackUp(); err != nil {
 			return err
 		}

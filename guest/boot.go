@@ -74,22 +74,9 @@ func MountBase() error {
 		{"tmpfs", "/dev/shm", "tmpfs", nosuid | nodev, "mode=1777"},
 		{"tmpfs", "/run", "tmpfs", nosuid | nodev, "mode=0755"},
 		{"tmpfs", "/tmp", "tmpfs", nosuid | nodev, "mode=1777"},
-		{"tmpfs", "/sys/fs/cgroup", "tmpfs", nosuid | nodev | noexec, "mode=0755"},
 	}
-	for _, c := range cgroupControllers {
-		mounts = append(mounts, mountPoint{"cgroup", "/sys/fs/cgroup/" + c, "cgroup", nosuid | nodev | noexec, c})
-	}
-	for _, m := range mounts {
-		if err := os.MkdirAll(m.target, 0o755); err != nil {
-			return fmt.Errorf("mkdir %s: %w", m.target, err)
-		}
-		if err := unix.Mount(m.source, m.target, m.fstype, m.flags, m.data); err != nil && !errors.Is(err, unix.EBUSY) {
-			return fmt.Errorf("mount %s on %s: %w", m.fstype, m.target, err)
-		}
-	}
-	// cpu and cpuacct share a hierarchy; runc also looks for each by name.
-	for _, l := range []string{"cpu", "cpuacct"} {
-		_ = os.Symlink("cpu,cpuacct", "/sys/fs/cgroup/"+l)
+	if err := mountAll(mounts); err != nil {
+		return err
 	}
 	// What udev would make: runtimes read "-" arguments from /dev/stdin.
 	for link, target := range map[string]string{"/dev/fd": "/proc/self/fd", "/dev/stdin": "/proc/self/fd/0",
@@ -99,6 +86,36 @@ func MountBase() error {
 		}
 	}
 	_ = os.Symlink("pts/ptmx", "/dev/ptmx")
+	return nil
+}
+
+// MountCgroups mounts the v1 cgroup hierarchies, which only the OCI
+// runtime needs (~20 ms under TCG, off the path to the agent serving).
+func MountCgroups() error {
+	const flags = unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
+	mounts := []mountPoint{{"tmpfs", "/sys/fs/cgroup", "tmpfs", flags, "mode=0755"}}
+	for _, c := range cgroupControllers {
+		mounts = append(mounts, mountPoint{"cgroup", "/sys/fs/cgroup/" + c, "cgroup", flags, c})
+	}
+	if err := mountAll(mounts); err != nil {
+		return err
+	}
+	// cpu and cpuacct share a hierarchy; runc also looks for each by name.
+	for _, l := range []string{"cpu", "cpuacct"} {
+		_ = os.Symlink("cpu,cpuacct", "/sys/fs/cgroup/"+l)
+	}
+	return nil
+}
+
+func mountAll(mounts []mountPoint) error {
+	for _, m := range mounts {
+		if err := os.MkdirAll(m.target, 0o755); err != nil {
+			return fmt.Errorf("mkdir %s: %w", m.target, err)
+		}
+		if err := unix.Mount(m.source, m.target, m.fstype, m.flags, m.data); err != nil && !errors.Is(err, unix.EBUSY) {
+			return fmt.Errorf("mount %s on %s: %w", m.fstype, m.target, err)
+		}
+	}
 	return nil
 }
 
