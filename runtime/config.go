@@ -175,6 +175,11 @@ func ParseConfig(b []byte) (Config, error) {
 		}
 		return Config{}, fmt.Errorf("unknown option(s): %s", strings.Join(keys, ", "))
 	}
+	// The guest image is guest_root or initrd: a file that names only the
+	// initrd means the initrd, not the default guest root as well.
+	if md.IsDefined("hypervisor", "initrd") && !md.IsDefined("hypervisor", "guest_root") {
+		cfg.Hypervisor.GuestRoot = ""
+	}
 	return cfg, cfg.Validate()
 }
 

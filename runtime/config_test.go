@@ -131,6 +131,20 @@ func TestParseConfigEmpty(t *testing.T) {
 	}
 }
 
+// A file naming only an initrd boots from it, not from the default root.
+func TestParseConfigInitrdReplacesGuestRoot(t *testing.T) {
+	cfg, err := ParseConfig([]byte("[hypervisor]\ninitrd = \"/i.img\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Hypervisor.GuestRoot != "" || cfg.Hypervisor.Initrd != "/i.img" {
+		t.Errorf("guest_root %q, initrd %q; want the initrd only", cfg.Hypervisor.GuestRoot, cfg.Hypervisor.Initrd)
+	}
+	if d := DefaultConfig(); d.Hypervisor.GuestRoot == "" || d.Hypervisor.Initrd != "" {
+		t.Errorf("defaults: guest_root %q, initrd %q; want the guest root only", d.Hypervisor.GuestRoot, d.Hypervisor.Initrd)
+	}
+}
+
 func TestParseConfigErrors(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -156,6 +170,8 @@ func TestParseConfigErrors(t *testing.T) {
 		{"unknown transport", "[agent]\ntransport = \"tcp\"\n", "agent.transport"},
 		{"vsock without port", "[agent]\ntransport = \"vsock\"\nvsock_port = 0\n", "agent.vsock_port"},
 		{"serial without port name", "[agent]\nport_name = \"\"\n", "agent.port_name"},
+		{"guest root and initrd", "[hypervisor]\nguest_root = \"/r\"\ninitrd = \"/i.img\"\n", "set exactly one"},
+		{"no guest image", "[hypervisor]\nguest_root = \"\"\n", "set exactly one"},
 		{"malformed", "[hypervisor\naccel = \"tcg\"\n", ""},
 		{"string for int", "[hypervisor]\ndefault_vcpus = \"two\"\n", ""},
 	}
