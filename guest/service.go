@@ -450,10 +450,18 @@ func (s *Service) SignalProcess(ctx context.Context, req *agentproto.SignalProce
 	}
 	select {
 	case <-p.exited:
-		if !req.All {
+		if !req.All || req.Signal == 0 {
 			return nil, status.Errorf(codes.NotFound, "process %d has exited: no such process", p.pid)
 		}
 	default:
+	}
+	if req.Signal == 0 {
+		// A liveness probe: the agent reaps every process, so it knows
+		// without asking the OCI runtime (one exec of it under TCG).
+		if err := unix.Kill(p.pid, 0); err != nil {
+			return nil, status.Errorf(codes.NotFound, "process %d: %v", p.pid, err)
+		}
+		return &agentproto.Empty{}, nil
 	}
 	if req.ExecId == "" {
 		if err := c.runc.Kill(ctx, c.id, int(req.Signal), &runc.KillOpts{All: req.All}); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -63,5 +64,21 @@ func TestCreateContainerWaitsForSetup(t *testing.T) {
 	defer cancel()
 	if _, err := svc.CreateContainer(cctx, &agentproto.CreateContainerRequest{ContainerId: "c2", Spec: spec}); err == nil {
 		t.Fatal("create while setup never finishes: want an error when ctx ends")
+	}
+}
+
+// Signal 0 asks whether the process is there, without the OCI runtime.
+func TestSignalZeroProbesLiveness(t *testing.T) {
+	svc := NewService(Config{Runtime: func(string) Runtime { return failingRuntime{} }, BundleDir: t.TempDir()})
+	alive := &process{pid: os.Getpid(), exited: make(chan struct{})}
+	gone := &process{pid: os.Getpid(), exited: make(chan struct{})}
+	close(gone.exited)
+	svc.containers["c1"] = &container{id: "c1", init: alive, execs: map[string]*process{"gone": gone}}
+	ctx := context.Background()
+	if _, err := svc.SignalProcess(ctx, &agentproto.SignalProcessRequest{ContainerId: "c1"}); err != nil {
+		t.Errorf("signal 0 to a live init process: %v", err)
+	}
+	if _, err := svc.SignalProcess(ctx, &agentproto.SignalProcessRequest{ContainerId: "c1", ExecId: "gone", All: true}); status.Code(err) != codes.NotFound {
+		t.Errorf("signal 0 to an exited process: %v, want NotFound", err)
 	}
 }

@@ -36,10 +36,11 @@ var killCommand = &cli.Command{
 	},
 }
 
-// parseSignal accepts "9", "KILL" and "SIGKILL".
+// parseSignal accepts "9", "KILL" and "SIGKILL", and "0" (as runc does:
+// no signal, only whether the process is still there).
 func parseSignal(s string) (unix.Signal, error) {
 	if n, err := strconv.Atoi(s); err == nil {
-		if n <= 0 || n > 64 {
+		if n < 0 || n > 64 {
 			return 0, fmt.Errorf("unknown signal %q", s)
 		}
 		return unix.Signal(n), nil

@@ -103,6 +103,7 @@ shim_hull() { "$HULL_BIN" --root "$ROOT" --log "$B/log.json" --log-format json "
   sleep 1
   hull kill c1 USR1
   wait_file "$T/out" usr1-caught
+  hull kill c1 0   # runc's liveness probe: no signal, success while it runs
   hull kill c1 SIGUSR1
   hull kill c1 15
   wait_file "$T/out" term-caught
@@ -110,6 +111,8 @@ shim_hull() { "$HULL_BIN" --root "$ROOT" --log "$B/log.json" --log-format json "
   run hull kill c1 9
   [ "$status" -ne 0 ]
   [[ "$output" == *"container not running"* ]]
+  run hull kill c1 0
+  [ "$status" -ne 0 ]
   hull delete c1
 
   B2=$T/b2; make_bundle "$B2" sh -c 'sleep 600 & sleep 600'
