@@ -31,6 +31,7 @@ const (
 // Main is PID 1 of the guest. It returns only on a fatal error, after which
 // the caller powers the VM off.
 func Main() error {
+	started := time.Now()
 	// A stray SIGTERM, SIGINT or SIGHUP (from a container sharing the
 	// guest's PID namespace) must not take the whole sandbox down.
 	signal.Ignore(unix.SIGTERM, unix.SIGINT, unix.SIGHUP)
@@ -49,18 +50,20 @@ func Main() error {
 	trace := func(string) {}
 	if boot.Debug {
 		level = slog.LevelDebug
-		trace = kmsgTrace()
+		trace = kmsgTrace(started)
 	}
-	trace("agent: command line read")
+	trace("agent: base mounted, command line read")
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	if err := LoadModules(moduleList); err != nil {
 		return err
 	}
 	trace("agent: modules loaded")
 	// The first request (Health) needs neither cgroups, loopback nor the
-	// share; they are set up while the agent starts serving, and
-	// CreateContainer waits for them.
-	setup := startSetup(func() error {
+	// share; they are set up once the agent serves (a guest of one vCPU
+	// would otherwise share it between the two), and CreateContainer waits
+	// for them.
+	setup := newSetup()
+	setupWork := func() error {
 		if err := MountCgroups(); err != nil {
 			return err
 		}
@@ -72,9 +75,9 @@ func Main() error {
 				return err
 			}
 		}
-		trace("agent: share mounted")
+		trace("agent: cgroups, loopback and share set up")
 		return nil
-	})
+	}
 	reaper := NewReaper()
 	// go-runc reports exits through this package-level monitor; PID 1 must
 	// own every wait4, so it is set once, here, before runc runs.
@@ -107,6 +110,7 @@ func Main() error {
 	agentproto.RegisterAgentService(srv, svc)
 	log.Debug("agent serving", "on", l.Addr().String())
 	trace("agent: serving")
+	setup.start(setupWork)
 	return srv.Serve(context.Background(), l)
 }
 
@@ -116,13 +120,14 @@ type setup struct {
 	err  error
 }
 
-func startSetup(f func() error) *setup {
-	s := &setup{done: make(chan struct{})}
+func newSetup() *setup { return &setup{done: make(chan struct{})} }
+
+// start runs f in the background; call it once.
+func (s *setup) start(f func() error) {
 	go func() {
 		defer close(s.done)
 		s.err = f()
 	}()
-	return s
 }
 
 func (s *setup) wait(ctx context.Context) error {
@@ -163,10 +168,12 @@ func PowerOff() {
 // kmsgTrace returns a function that writes boot milestones to the kernel
 // log, where printk timestamps place them among the kernel's own (debug
 // only: hull.debug=1 on the kernel command line).
-func kmsgTrace() func(string) {
+func kmsgTrace(started time.Time) func(string) {
 	f, err := os.OpenFile("/dev/kmsg", os.O_WRONLY, 0)
 	if err != nil {
 		return func(string) {}
 	}
-	return func(msg string) { fmt.Fprintf(f, "<4>%s\n", msg) }
+	return func(msg string) {
+		fmt.Fprintf(f, "<4>%s (%.1f ms after the agent's main)\n", msg, float64(time.Since(started).Microseconds())/1000)
+	}
 }

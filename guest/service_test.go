@@ -82,3 +82,9 @@ func TestSignalZeroProbesLiveness(t *testing.T) {
 		t.Errorf("signal 0 to an exited process: %v, want NotFound", err)
 	}
 }
+
+func startSetup(f func() error) *setup {
+	s := newSetup()
+	s.start(f)
+	return s
+}
