@@ -108,6 +108,18 @@ func StartSandbox(ctx context.Context, o SandboxOptions) (_ *Sandbox, err error)
 		s.Timings = append(s.Timings, Step{name, now.Sub(last)})
 		last = now
 	}
+	// Choosing the accelerator probes KVM or times the host's TSC (a few
+	// ms); it runs while the share and the network are set up.
+	h := o.Config.Hypervisor
+	type accelResult struct {
+		accel hypervisor.Accel
+		err   error
+	}
+	accelCh := make(chan accelResult, 1)
+	go func() {
+		a, err := hypervisor.ResolveAccel(h.Accel, h.KVMDevice, h.KVMProbeLimit.Duration)
+		accelCh <- accelResult{a, err}
+	}()
 	if err := s.share.Setup(); err != nil {
 		return nil, err
 	}
@@ -118,11 +130,11 @@ func StartSandbox(ctx context.Context, o SandboxOptions) (_ *Sandbox, err error)
 		}
 		step("network")
 	}
-	h := o.Config.Hypervisor
-	s.Accel, err = hypervisor.ResolveAccel(h.Accel, h.KVMDevice, h.KVMProbeLimit.Duration)
-	if err != nil {
-		return nil, err
+	ar := <-accelCh
+	if ar.err != nil {
+		return nil, ar.err
 	}
+	s.Accel = ar.accel
 	o.Log.Debug("accelerator", "accel", s.Accel.Name, "why", s.Accel.Reason)
 	step("accel")
 	hc := s.hypervisorConfig(o)
