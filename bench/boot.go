@@ -69,7 +69,7 @@ func (b *bench) boot(ctx context.Context) error {
 	if err := b.timeline(ctx); err != nil {
 		return err
 	}
-	b.note("Raw boot: QEMU spawn to exit, `-kernel` + an initrd whose /init (a static Go program) powers off at once; "+
+	b.note("Raw boot: QEMU spawn to exit, `-kernel` + an initrd whose /init (a static Go program) ends the VM at once (a reboot, which -no-reboot turns into QEMU's exit, as hull's agent does); "+
 		"%s, tcg (tb-size %d MiB), `-cpu max`, 512 MiB, `%s`. raw_boot_tuned_devices adds the devices hull attaches (QMP, rng, virtio-serial, 9p), "+
 		"rendered by hypervisor.Config.Args.", b.guest.machine, b.guest.tbSize, b.guest.params)
 	b.note("Sandbox ready: wall time of runtime.StartSandbox (accel tcg, 512 MiB) until the agent answers Health; "+

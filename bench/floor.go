@@ -103,7 +103,7 @@ func goTool() string {
 	return "go"
 }
 
-// rawBoot is one bare QEMU boot of kernel+initrd whose /init powers off.
+// rawBoot is one bare QEMU boot of kernel+initrd whose /init ends the VM.
 type rawBoot struct {
 	qemu, kernel, initrd string
 	// devices adds the devices hull attaches (QMP, rng, virtio-serial

@@ -29,7 +29,7 @@ type bench struct {
 	tmp   string
 	qemu  string
 	runc  string
-	// poweroffInitrd is the floor guest's initrd (its /init powers off).
+	// poweroffInitrd is the floor guest's initrd (its /init ends the VM).
 	poweroffInitrd string
 	// guest is the machine and kernel parameters every raw boot uses.
 	guest floorGuest

@@ -205,7 +205,7 @@ func (b *bench) breakdownTable() string {
 	}
 	for _, ref := range []struct{ key, label string }{
 		{"ready_tuned", "= sandbox ready (StartSandbox)"},
-		{"raw_boot_tuned", "floor: raw boot, spawn -> poweroff exit"},
+		{"raw_boot_tuned", "floor: raw boot, spawn -> QEMU exit"},
 		{"raw_boot_tuned_devices", "raw boot with hull's devices"},
 	} {
 		if s := b.s.Stat(ref.key); s.N > 0 {

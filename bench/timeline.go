@@ -76,7 +76,7 @@ func (b *bench) timeline(ctx context.Context) error {
 	b.s.Add("tl_sb_init", ms(sbInit))
 	b.s.Add("tl_sb_rest", ms(ready-sbInit))
 	b.note("Guest timeline: one extra raw boot and one extra sandbox boot per run with `loglevel=7 printk.time=1` instead of `quiet` " +
-		"(slower: serial output under TCG); kernel timestamps of \"Run /init\" and \"reboot: Power down\" split the wall time.")
+		"(slower: serial output under TCG); kernel timestamps of \"Run /init\" and \"reboot: Restarting system\" split the wall time. On microvm the kernel clock stands still until the TSC takes over, so the first phase is the kernel's own account.")
 	return nil
 }
 
@@ -85,9 +85,9 @@ func (b *bench) timelineTable() string {
 		return ""
 	}
 	v := func(k string) string { return num(b.s.Stat(k).Med) }
-	return "| phase | raw boot (poweroff init) | hull sandbox (agent) |\n| --- | --- | --- |\n" +
+	return "| phase | raw boot (init ends the VM) | hull sandbox (agent) |\n| --- | --- | --- |\n" +
 		"| kernel clock 0 -> `Run /init` (incl. initramfs unpack) | " + v("tl_raw_init") + " | " + v("tl_sb_init") + " |\n" +
-		"| /init runs until poweroff | " + v("tl_raw_initrun") + " | |\n" +
+		"| /init runs until it ends the VM | " + v("tl_raw_initrun") + " | |\n" +
 		"| outside the kernel clock: QEMU start, firmware, decompression, QEMU exit | " + v("tl_raw_outside") + " | |\n" +
 		"| rest: before the kernel clock + /init (agent) to ready | | " + v("tl_sb_rest") + " |\n" +
 		"| total (wall) | " + v("tl_raw_total") + " | " + v("tl_sb_ready") + " |\n"
