@@ -14,6 +14,9 @@
 set -euo pipefail
 out=${1:?usage: build-kernel.sh OUT_BZIMAGE OUT_VMLINUX}
 outelf=${2:?usage: build-kernel.sh OUT_BZIMAGE OUT_VMLINUX}
+# The build runs in the source tree: make the outputs absolute first.
+out=$(realpath -m "$out")
+outelf=$(realpath -m "$outelf")
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${HULL_CACHE:-/var/cache/hull}
 tarball=/usr/src/linux-source-6.1.tar.xz
