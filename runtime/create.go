@@ -144,12 +144,17 @@ func (r *Runtime) Create(ctx context.Context, req CreateRequest) (err error) {
 	if err := proxy.Go(); err != nil {
 		return err
 	}
+	if err := r.Store.Save(st); err != nil {
+		return err
+	}
+	// Last, as runc does: whoever polls for the PID file may start the
+	// container at once, so the state must already say created.
 	if req.PidFile != "" {
 		if err := writePidFile(req.PidFile, st.Proxy.PID); err != nil {
 			return err
 		}
 	}
-	return r.Store.Save(st)
+	return nil
 }
 
 // netnsOf returns the network namespace a container uses: the spec's path,
