@@ -1,51 +1,37 @@
 package hypervisor
 
 import (
-	"bufio"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 )
 
-// cpuinfoMHz is the first "cpu MHz" of /proc/cpuinfo, 0 if none.
-func cpuinfoMHz() float64 {
-	f, err := os.Open("/proc/cpuinfo")
+// cpuinfoField is the value of the first "key: value" line of
+// /proc/cpuinfo with that key, "" if none.
+func cpuinfoField(key string) string {
+	b, err := os.ReadFile("/proc/cpuinfo")
 	if err != nil {
-		return 0
+		return ""
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), ":")
-		if ok && strings.TrimSpace(k) == "cpu MHz" {
-			mhz, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			if err == nil {
-				return mhz
-			}
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == key {
+			return strings.TrimSpace(v)
 		}
 	}
-	return 0
+	return ""
+}
+
+func cpuinfoMHz() float64 {
+	mhz, _ := strconv.ParseFloat(cpuinfoField("cpu MHz"), 64)
+	return mhz
 }
 
 func hasCPUFlag(flag string) bool {
-	b, err := os.ReadFile("/proc/cpuinfo")
-	if err != nil {
-		return false
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "flags" {
-			for _, f := range strings.Fields(v) {
-				if f == flag {
-					return true
-				}
-			}
-			return false
-		}
-	}
-	return false
+	return slices.Contains(strings.Fields(cpuinfoField("flags")), flag)
 }
 
 func TestHostTSCKHz(t *testing.T) {
