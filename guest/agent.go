@@ -95,6 +95,7 @@ func Main() error {
 		BundleDir:  bundleDir,
 		CgroupRoot: cgroupRoot,
 		ProcSys:    "/proc/sys",
+		NoPivot:    rootIsRAM(),
 		PowerOff:   PowerOff,
 		Log:        log,
 		Ready:      setup.wait,
@@ -176,4 +177,14 @@ func kmsgTrace(started time.Time) func(string) {
 	return func(msg string) {
 		fmt.Fprintf(f, "<4>%s (%.1f ms after the agent's main)\n", msg, float64(time.Since(started).Microseconds())/1000)
 	}
+}
+
+// rootIsRAM reports whether the guest's root is the initramfs, which
+// pivot_root cannot leave.
+func rootIsRAM() bool {
+	var st unix.Statfs_t
+	if err := unix.Statfs("/", &st); err != nil {
+		return true
+	}
+	return st.Type == unix.RAMFS_MAGIC || st.Type == unix.TMPFS_MAGIC
 }

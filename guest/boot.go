@@ -134,6 +134,12 @@ func MountShare(tag string) error {
 	for {
 		err := unix.Mount(tag, ShareDir, "9p", unix.MS_NODEV, opts)
 		if err == nil {
+			// Shared, as a host's mounts are: a container's bind mounts
+			// from the share then join a peer group, so the propagation
+			// its spec asks for (shared, slave) means what it means there.
+			if err := unix.Mount("", ShareDir, "", unix.MS_SHARED|unix.MS_REC, ""); err != nil {
+				return fmt.Errorf("make share %s shared: %w", ShareDir, err)
+			}
 			return nil
 		}
 		if !errors.Is(err, unix.ENOENT) || time.Now().After(deadline) {

@@ -51,6 +51,10 @@ type Config struct {
 	CgroupRoot string
 	// ProcSys is where sysctls are written ("/proc/sys" in the guest).
 	ProcSys string
+	// NoPivot: the guest's root is an initramfs, where pivot_root is
+	// impossible; runc then moves the rootfs and chroots (as Kata's agent
+	// does), which leaves every mount in the container private.
+	NoPivot bool
 	// PowerOff ends the VM; called after DestroySandbox has answered.
 	PowerOff func()
 	// Ready waits for the boot-time setup containers need (loopback, the
@@ -172,9 +176,7 @@ func (s *Service) create(ctx context.Context, c *container, spec *specs.Spec, st
 		return nil, err
 	}
 	pidFile := filepath.Join(c.bundle, "init.pid")
-	// The guest's root is the initramfs, where pivot_root is impossible;
-	// runc then moves the rootfs and chroots (as Kata's agent does).
-	opts := &runc.CreateOpts{PidFile: pidFile, IO: sio.io, NoPivot: true}
+	opts := &runc.CreateOpts{PidFile: pidFile, IO: sio.io, NoPivot: s.cfg.NoPivot}
 	if sio.socket != nil {
 		opts.ConsoleSocket = sio.socket
 	}
@@ -184,6 +186,10 @@ func (s *Service) create(ctx context.Context, c *container, spec *specs.Spec, st
 	}
 	p, err := s.track(pidFile, sio)
 	if err != nil {
+		_ = c.runc.Delete(context.Background(), c.id, &runc.DeleteOpts{Force: true})
+		return nil, err
+	}
+	if err := setPropagation(p.pid, propagations(spec)); err != nil {
 		_ = c.runc.Delete(context.Background(), c.id, &runc.DeleteOpts{Force: true})
 		return nil, err
 	}

@@ -13,8 +13,9 @@ import (
 
 // toGuestSpec rewrites the host-prepared spec for this guest: share-relative
 // paths become paths under shareDir, and what only makes sense on the host
-// (namespace paths, host devices, LSM labels, the network namespace: all
-// containers use the VM's) is dropped.
+// (namespace paths, LSM labels, the network namespace: all containers use
+// the VM's) is dropped. linux.devices stay: a node names a device number,
+// and in a VM that number is the guest kernel's device.
 func toGuestSpec(s *specs.Spec, id, shareDir string) error {
 	if s.Root == nil || s.Root.Path == "" {
 		return fmt.Errorf("spec has no root path")
@@ -49,7 +50,6 @@ func toGuestSpec(s *specs.Spec, id, shareDir string) error {
 	}
 	l := s.Linux
 	l.MountLabel = ""
-	l.Devices = nil
 	l.CgroupsPath = "/hull/" + id
 	var ns []specs.LinuxNamespace
 	for _, n := range l.Namespaces {

@@ -115,8 +115,9 @@ func TestToGuestSpec(t *testing.T) {
 	if s.Process.ApparmorProfile != "" || s.Process.SelinuxLabel != "" || s.Linux.MountLabel != "" {
 		t.Errorf("LSM labels kept: apparmor %q selinux %q mount %q", s.Process.ApparmorProfile, s.Process.SelinuxLabel, s.Linux.MountLabel)
 	}
-	if s.Linux.Devices != nil {
-		t.Errorf("host devices kept: %+v", s.Linux.Devices)
+	// A device node names a number, which is the guest kernel's device.
+	if want := []specs.LinuxDevice{{Path: "/dev/fuse", Type: "c", Major: 10, Minor: 229}}; !reflect.DeepEqual(s.Linux.Devices, want) {
+		t.Errorf("devices = %+v, want %+v", s.Linux.Devices, want)
 	}
 	if want := "/hull/c1"; s.Linux.CgroupsPath != want {
 		t.Errorf("cgroupsPath = %q, want %q", s.Linux.CgroupsPath, want)

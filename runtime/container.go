@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -13,21 +12,20 @@ import (
 	"github.com/hull-runtime/hull/agentproto"
 )
 
-// LoadSpec reads and checks a bundle's config.json.
-func LoadSpec(bundle string) (*specs.Spec, error) {
-	path := filepath.Join(bundle, "config.json")
+// readSpec reads and checks a config.json and returns it with its bytes.
+func readSpec(path string) (*specs.Spec, []byte, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("load spec: %w", err)
+		return nil, nil, fmt.Errorf("load spec: %w", err)
 	}
 	var s specs.Spec
 	if err := json.Unmarshal(b, &s); err != nil {
-		return nil, fmt.Errorf("load spec %s: %w", path, err)
+		return nil, nil, fmt.Errorf("load spec %s: %w", path, err)
 	}
 	if err := ValidateSpec(&s); err != nil {
-		return nil, fmt.Errorf("load spec %s: %w", path, err)
+		return nil, nil, fmt.Errorf("load spec %s: %w", path, err)
 	}
-	return &s, nil
+	return &s, b, nil
 }
 
 // maxSpecBytes keeps a guest spec inside one ttrpc message (4 MiB), with

@@ -36,7 +36,7 @@ func (r *Runtime) Create(ctx context.Context, req CreateRequest) (err error) {
 	if err != nil {
 		return fmt.Errorf("bundle %s: %w", req.Bundle, err)
 	}
-	spec, err := LoadSpec(bundle)
+	spec, config, err := readSpec(filepath.Join(bundle, "config.json"))
 	if err != nil {
 		return err
 	}
@@ -64,6 +64,9 @@ func (r *Runtime) Create(ctx context.Context, req CreateRequest) (err error) {
 		}
 	}()
 	if err := r.Store.Save(st); err != nil {
+		return err
+	}
+	if err := r.Store.SaveSpec(req.ID, config); err != nil {
 		return err
 	}
 	cg, err := NewHostCgroup(st.CgroupsPath)

@@ -32,7 +32,7 @@ func (r *Runtime) ExecProcess(id string, args, env []string, cwd string, tty boo
 	if err != nil {
 		return specs.Process{}, err
 	}
-	spec, err := LoadSpec(st.Bundle)
+	spec, err := r.Store.Spec(st.ID)
 	if err != nil {
 		return specs.Process{}, err
 	}

@@ -108,7 +108,7 @@ func (r *Runtime) Start(ctx context.Context, id string) error {
 	var spec *specs.Spec
 	err := r.transition(id, OpStart, func(st *ContainerState, g *Guest) error {
 		var err error
-		if spec, err = LoadSpec(st.Bundle); err != nil {
+		if spec, err = r.Store.Spec(id); err != nil {
 			return err
 		}
 		// startContainer hooks would run inside the container, in the
@@ -207,7 +207,7 @@ func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
 			r.Log.Warn("remove cgroup", "container", id, "err", err)
 		}
 	}
-	if spec, err := LoadSpec(st.Bundle); err == nil && spec.Hooks != nil {
+	if spec, err := r.Store.Spec(id); err == nil && spec.Hooks != nil {
 		st.Status = Stopped
 		if err := RunHooks(ctx, "poststop", spec.Hooks.Poststop, OCIState(st)); err != nil {
 			r.Log.Warn("poststop hook", "container", id, "err", err)

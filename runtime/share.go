@@ -34,8 +34,14 @@ func (s *Share) ExportDir() string { return filepath.Join(s.dir, "shared") }
 // Setup creates and mounts the two directories. On error nothing is left.
 func (s *Share) Setup() (err error) {
 	mounts, shared := s.MountsDir(), s.ExportDir()
+	// Traversable (not listable) by others: the guest checks a path's
+	// modes, and a container with a user namespace reaches its rootfs as
+	// an unprivileged uid. On the host, the state root (0700) guards it.
 	for _, d := range []string{mounts, shared} {
-		if err := os.MkdirAll(d, 0o700); err != nil {
+		if err := os.MkdirAll(d, 0o711); err != nil {
+			return fmt.Errorf("share setup: %w", err)
+		}
+		if err := os.Chmod(d, 0o711); err != nil { // whatever the umask
 			return fmt.Errorf("share setup: %w", err)
 		}
 	}

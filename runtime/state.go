@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
 
@@ -211,6 +212,24 @@ func (s *Store) Save(st *ContainerState) error {
 		return fmt.Errorf("save state of %s: %w", st.ID, err)
 	}
 	return nil
+}
+
+// SaveSpec keeps the config.json that create saw: start and every later
+// operation use it, whatever happens to the bundle's copy afterwards.
+func (s *Store) SaveSpec(id string, config []byte) error {
+	if err := os.WriteFile(filepath.Join(s.ContainerDir(id), "config.json"), config, 0o600); err != nil {
+		return fmt.Errorf("save config of %s: %w", id, err)
+	}
+	return nil
+}
+
+// Spec reads the config.json that create saw.
+func (s *Store) Spec(id string) (*specs.Spec, error) {
+	if err := ValidateID(id); err != nil {
+		return nil, err
+	}
+	spec, _, err := readSpec(filepath.Join(s.ContainerDir(id), "config.json"))
+	return spec, err
 }
 
 // Load reads a container's state.
