@@ -2,6 +2,8 @@
 # hull as a runc drop-in, driven with the exact command lines of containerd's
 # runc v2 shim and of conmon, on real VMs under TCG.
 
+bats_require_minimum_version 1.5.0 # run ! and run -N
+
 load helpers
 
 setup() { setup_hull; }
@@ -33,7 +35,7 @@ shim_hull() { "$HULL_BIN" --root "$ROOT" --log "$B/log.json" --log-format json "
   shim_hull kill c1 9
   wait_status c1 stopped
   [ "$(hull state c1 | jq -r .pid)" = 0 ]
-  ! kill -0 "$pid" 2>/dev/null
+  run ! kill -0 "$pid"
   shim_hull delete c1
   run hull state c1
   [ "$status" -ne 0 ]
@@ -72,7 +74,7 @@ shim_hull() { "$HULL_BIN" --root "$ROOT" --log "$B/log.json" --log-format json "
   wait "$helper"
   grep -q "sum-42" "$T/tty.out"
   grep -q "/dev/pts/" "$T/tty.out"
-  ! grep -q $'\r\r' "$T/tty.out"
+  run -1 grep -q $'\r\r' "$T/tty.out"
   wait_status c1 stopped
   hull delete c1
 }

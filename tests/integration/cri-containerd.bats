@@ -78,8 +78,9 @@ qemus() { pgrep -fc -- "qemu-system.*$C" || true; }
 
 no_leaks() {
   [ "$(qemus)" = 0 ] || { echo "QEMU left" >&2; return 1; }
-  ! pgrep -f -- "__(monitor|proxy).*$C" >/dev/null || { echo "hull processes left" >&2; return 1; }
-  ! grep -F -- "$C/hull-root" /proc/self/mountinfo || { echo "mounts left" >&2; return 1; }
+  # A monitor or proxy names $C in its --root, before the hidden command.
+  if pgrep -fa -- "$C/.*__(monitor|proxy) " >&2; then echo "hull processes left" >&2; return 1; fi
+  if grep -F -- "$C/hull-root" /proc/self/mountinfo >&2; then echo "mounts left" >&2; return 1; fi
   [ -z "$(ls -A "$C/hull-root/k8s.io/containers" 2>/dev/null)" ] || { echo "state left" >&2; return 1; }
   [ -z "$(ls -A "$C/hull-root/k8s.io/sandboxes" 2>/dev/null)" ] || { echo "sandboxes left" >&2; return 1; }
 }

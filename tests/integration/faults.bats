@@ -3,6 +3,8 @@
 # escapes: each test breaks something on purpose and checks the host is
 # left exactly as before.
 
+bats_require_minimum_version 1.5.0 # run ! and run -N
+
 load helpers
 
 setup() { setup_hull; }
@@ -24,10 +26,11 @@ sandbox_info() { jq -r ".$2" "$ROOT"/sandboxes/*/sandbox.json | head -1; }
 
   B2=$T/b2; make_bundle "$B2" sleep 600
   hull create --bundle "$B2" --pid-file "$T/pid" c2 </dev/null >/dev/null 2>&1
+  pid=$(cat "$T/pid")
   hull start c2
   kill -9 "$(sandbox_info c2 qemuPid)"
   wait_status c2 stopped
-  ! kill -0 "$(cat "$T/pid")" 2>/dev/null
+  run ! kill -0 "$pid"
   hull delete c2
   assert_no_leak
 }
@@ -37,9 +40,10 @@ sandbox_info() { jq -r ".$2" "$ROOT"/sandboxes/*/sandbox.json | head -1; }
   hull create --bundle "$B" c1 </dev/null >/dev/null 2>&1
   hull start c1
   qemu=$(sandbox_info c1 qemuPid)
+  [ "$qemu" -gt 0 ]
   kill -9 "$(sandbox_info c1 monitorPid)"
-  for i in $(seq 1 100); do kill -0 "$qemu" 2>/dev/null || break; sleep 0.1; done
-  ! kill -0 "$qemu" 2>/dev/null
+  for _ in $(seq 1 100); do kill -0 "$qemu" 2>/dev/null || break; sleep 0.1; done
+  run ! kill -0 "$qemu"
   wait_status c1 stopped
   hull delete c1
   assert_no_leak
@@ -232,9 +236,9 @@ snapshot() {
   [ "$(ls "$sb/share/shared")" = c1 ]
   run hull exec c1 sh -c 'ls /run/hull 2>&1; cat /proc/mounts | grep -c 9p'
   [[ "$output" != *qmp* ]]
-  ! grep -q do-not-log-me "$T/hull.log"
+  run -1 grep -q do-not-log-me "$T/hull.log"
   hull delete --force c1
-  ! grep -q do-not-log-me "$T/hull.log"
+  run -1 grep -q do-not-log-me "$T/hull.log"
 }
 
 @test "hull check reports each requirement with a reason" {
