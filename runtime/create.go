@@ -52,7 +52,7 @@ func (r *Runtime) Create(ctx context.Context, req CreateRequest) (err error) {
 		return err
 	}
 	sid, owner := SandboxOf(req.ID, spec.Annotations)
-	st := &ContainerState{ID: req.ID, Bundle: bundle, Rootfs: rootfsPath(bundle, spec.Root.Path), SandboxID: sid,
+	st := &ContainerState{ID: req.ID, Bundle: bundle, Rootfs: inBundle(bundle, spec.Root.Path), SandboxID: sid,
 		Status: Creating, Created: time.Now().UTC(), Owner: currentUser(), Annotations: spec.Annotations,
 		CgroupsPath: cgroupsPath(spec)}
 	var cleanups []func()
@@ -189,13 +189,6 @@ func cgroupsPath(spec *specs.Spec) string {
 		return ""
 	}
 	return spec.Linux.CgroupsPath
-}
-
-func rootfsPath(bundle, root string) string {
-	if filepath.IsAbs(root) {
-		return root
-	}
-	return filepath.Join(bundle, root)
 }
 
 // currentUser names the user running hull, as `list` shows it.

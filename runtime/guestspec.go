@@ -3,7 +3,6 @@ package runtime
 import (
 	"encoding/json"
 	"fmt"
-	"path/filepath"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
@@ -34,11 +33,7 @@ func GuestSpec(spec *specs.Spec, cid, bundle, sandboxCID string, share *Share) (
 			_ = share.RemoveContainer(cid)
 		}
 	}()
-	rootfs := spec.Root.Path
-	if !filepath.IsAbs(rootfs) {
-		rootfs = filepath.Join(bundle, rootfs)
-	}
-	rel, err := share.AddRootfs(cid, rootfs, false)
+	rel, err := share.AddRootfs(cid, inBundle(bundle, spec.Root.Path), false)
 	if err != nil {
 		return nil, err
 	}
@@ -64,11 +59,7 @@ func GuestSpec(spec *specs.Spec, cid, bundle, sandboxCID string, share *Share) (
 			g.Mounts = append(g.Mounts, m)
 			continue
 		}
-		src := m.Source
-		if !filepath.IsAbs(src) {
-			src = filepath.Join(bundle, src)
-		}
-		rel, err := share.AddVolume(cid, src, m.Destination, hasOption(m.Options, "ro"))
+		rel, err := share.AddVolume(cid, inBundle(bundle, m.Source), m.Destination, hasOption(m.Options, "ro"))
 		if err != nil {
 			return nil, err
 		}

@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"fmt"
+	"path/filepath"
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -25,4 +26,13 @@ func ValidateSpec(s *specs.Spec) error {
 		return fmt.Errorf("process.cwd %q must be an absolute path", s.Process.Cwd)
 	}
 	return nil
+}
+
+// inBundle resolves a path of the spec (root.path, a bind mount's source)
+// as runc does: relative paths are relative to the bundle.
+func inBundle(bundle, p string) string {
+	if filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(bundle, p)
 }
