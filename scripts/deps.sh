@@ -21,5 +21,5 @@ if ! command -v go >/dev/null 2>&1; then
 fi
 # crictl drives containerd's CRI in the tests (not packaged in Debian 12).
 if ! command -v crictl >/dev/null 2>&1; then
-  GOBIN=/usr/local/bin GOFLAGS= go install sigs.k8s.io/cri-tools/cmd/crictl@v1.37.0
+  GOBIN=/usr/local/bin GOFLAGS='' go install sigs.k8s.io/cri-tools/cmd/crictl@v1.37.0
 fi

@@ -13,7 +13,9 @@ teardown() { teardown_hull; }
 shim_hull() { "$HULL_BIN" --root "$ROOT" --log "$B/log.json" --log-format json "$@"; }
 
 @test "lifecycle with the shim's command lines: created, running, stopped; output reaches create's pipes" {
-  B=$T/b; make_bundle "$B" sh -c 'echo out-line; echo err-line >&2; read line; echo "got $line"; exec sleep 600'
+  B=$T/b
+  # shellcheck disable=SC2016 # the workload's shell expands $line
+  make_bundle "$B" sh -c 'echo out-line; echo err-line >&2; read line; echo "got $line"; exec sleep 600'
   mkfifo "$T/in"
   exec 7<>"$T/in"
   shim_hull create --bundle "$B" --pid-file "$B/init.pid" c1 <&7 >"$T/stdout" 2>"$T/stderr"
@@ -83,8 +85,10 @@ shim_hull() { "$HULL_BIN" --root "$ROOT" --log "$B/log.json" --log-format json "
   B=$T/b; make_bundle "$B" sleep 600
   hull create --bundle "$B" c1 </dev/null >/dev/null 2>&1
   hull start c1
+  # shellcheck disable=SC2016 # $FOO expands in the guest
   run hull exec c1 sh -c 'echo in-guest-$FOO; exit 4' --env FOO=bar
   [ "$status" -eq 4 ]
+  # shellcheck disable=SC2016 # $FOO expands in the guest
   run hull exec --env FOO=bar c1 sh -c 'echo in-guest-$FOO'
   [ "$status" -eq 0 ]
   [[ "$output" == *in-guest-bar* ]]

@@ -9,7 +9,8 @@ CRICTL=${CRICTL:-$(command -v crictl || echo /root/go/bin/crictl)}
 setup_file() {
   require_host
   [ -x "$CRICTL" ] || { echo "crictl missing (go install sigs.k8s.io/cri-tools/cmd/crictl@v1.37.0)" >&2; return 1; }
-  export C=$(mktemp -d /tmp/hull-cri.XXXXXX)
+  C=$(mktemp -d /tmp/hull-cri.XXXXXX)
+  export C
   write_config "$C/hull.toml"
   mkdir -p "$C/cni" "$C/logs"
   cat > "$C/cni/10-hull.conflist" <<JSON
@@ -43,7 +44,7 @@ state = "$C/state"
 TOML
   containerd --config "$C/containerd.toml" >"$C/containerd.log" 2>&1 &
   echo $! > "$C/containerd.pid"
-  for i in $(seq 1 100); do [ -S "$C/containerd.sock" ] && break; sleep 0.1; done
+  for _ in $(seq 1 100); do [ -S "$C/containerd.sock" ] && break; sleep 0.1; done
   # Images from archives built here: a busybox-based pause and a web image.
   local rootfs=$C/img
   mkdir -p "$rootfs"/{bin,etc,tmp,www,proc,sys,dev}
@@ -60,7 +61,7 @@ teardown_file() {
   for p in $(cri pods -q 2>/dev/null); do cri stopp "$p" >/dev/null 2>&1 || true; cri rmp -f "$p" >/dev/null 2>&1 || true; done
   if [ -f "$C/containerd.pid" ]; then
     kill "$(cat "$C/containerd.pid")" 2>/dev/null || true
-    for i in $(seq 1 50); do kill -0 "$(cat "$C/containerd.pid")" 2>/dev/null || break; sleep 0.2; done
+    for _ in $(seq 1 50); do kill -0 "$(cat "$C/containerd.pid")" 2>/dev/null || break; sleep 0.2; done
     kill -9 "$(cat "$C/containerd.pid")" 2>/dev/null || true
   fi
   for p in $(pgrep -f -- "$C" || true); do kill -9 "$p" 2>/dev/null || true; done
@@ -118,7 +119,7 @@ JSON
   run cri exec -s "$client" uname -r
   [ "$output" = "$web_kernel" ]
   # From one container to the other over the pod's localhost.
-  for i in $(seq 1 20); do
+  for _ in $(seq 1 20); do
     out=$(cri exec -s "$client" wget -qO- http://127.0.0.1:8080/ 2>&1) && break; sleep 0.5
   done
   [ "$out" = "hello from the pod" ]
@@ -141,8 +142,8 @@ JSON
 
 @test "three pods side by side: three VMs, each its own, all cleaned" {
   for n in 1 2 3; do
-    p[$n]=$(pod "q$n")
-    c[$n]=$(ctr_in "${p[$n]}" "q$n" "box$n" sh -c "echo q$n > /tmp/me; sleep 600")
+    p[n]=$(pod "q$n")
+    c[n]=$(ctr_in "${p[$n]}" "q$n" "box$n" sh -c "echo q$n > /tmp/me; sleep 600")
   done
   [ "$(qemus)" = 3 ]
   for n in 1 2 3; do

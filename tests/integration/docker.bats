@@ -11,7 +11,8 @@ DOCKER=/usr/bin/docker
 setup_file() {
   require_host
   [ -x /usr/sbin/dockerd ] || { echo "dockerd missing (apt-get install docker.io)" >&2; return 1; }
-  export D=$(mktemp -d /tmp/hull-docker.XXXXXX)
+  D=$(mktemp -d /tmp/hull-docker.XXXXXX)
+  export D
   write_config "$D/hull.toml"
   cat > "$D/daemon.json" <<JSON
 {"runtimes": {"hull": {"path": "$HULL_BIN", "runtimeArgs": ["--config", "$HULL_CONFIG"]}}}
@@ -21,7 +22,7 @@ JSON
     >"$D/dockerd.log" 2>&1 &
   echo $! > "$D/dockerd.pid"
   export DOCKER_HOST=unix://$D/docker.sock
-  for i in $(seq 1 100); do $DOCKER info >/dev/null 2>&1 && break; sleep 0.2; done
+  for _ in $(seq 1 100); do $DOCKER info >/dev/null 2>&1 && break; sleep 0.2; done
   $DOCKER info >/dev/null
   # A busybox-static image with a web page, made without a registry.
   local rootfs=$D/img
@@ -37,7 +38,7 @@ teardown_file() {
   $DOCKER ps -aq 2>/dev/null | xargs -r $DOCKER rm -f >/dev/null 2>&1 || true
   if [ -f "$D/dockerd.pid" ]; then
     kill "$(cat "$D/dockerd.pid")" 2>/dev/null || true
-    for i in $(seq 1 100); do kill -0 "$(cat "$D/dockerd.pid")" 2>/dev/null || break; sleep 0.2; done
+    for _ in $(seq 1 100); do kill -0 "$(cat "$D/dockerd.pid")" 2>/dev/null || break; sleep 0.2; done
     kill -9 "$(cat "$D/dockerd.pid")" 2>/dev/null || true
   fi
   # dockerd's own containerd and shims are gone with it; anything of ours left?
@@ -100,7 +101,7 @@ no_leaks() {
   [ "$(qemus)" = 2 ]
   ipa=$(d inspect -f '{{.NetworkSettings.IPAddress}}' peer-a)
   ok=
-  for i in $(seq 1 20); do
+  for _ in $(seq 1 20); do
     out=$(d exec peer-b wget -qO- "http://$ipa/" 2>&1) && { ok=1; break; }
     sleep 0.5
   done
@@ -119,7 +120,7 @@ no_leaks() {
   d run -d --name sig --runtime hull hull-busybox sh -c 'trap "echo got-usr1" USR1; while :; do sleep 0.2; done'
   sleep 1
   d kill -s USR1 sig
-  for i in $(seq 1 50); do d logs sig | grep -q got-usr1 && break; sleep 0.2; done
+  for _ in $(seq 1 50); do d logs sig | grep -q got-usr1 && break; sleep 0.2; done
   d logs sig | grep -q got-usr1
   d rm -f sig
   no_leaks
@@ -150,6 +151,7 @@ no_leaks() {
   d run -d --name gone --runtime hull hull-busybox sleep 600
   d rm -f gone
   no_leaks
+  # shellcheck disable=SC2016 # $1 is the inner shell's
   run -1 bash -c 'grep -i "level=error" "$1" | grep -i hull' _ "$D/dockerd.log"
 }
 

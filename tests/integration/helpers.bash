@@ -62,8 +62,8 @@ edit_spec() {
 
 # wait_status ID STATUS [SECONDS]
 wait_status() {
-  local i
-  for i in $(seq 1 $(( ${3:-30} * 10 ))); do
+  local _
+  for _ in $(seq 1 $(( ${3:-30} * 10 ))); do
     [ "$(hull state "$1" 2>/dev/null | jq -r .status)" = "$2" ] && return 0
     sleep 0.1
   done
@@ -73,8 +73,8 @@ wait_status() {
 
 # wait_file FILE PATTERN [SECONDS]
 wait_file() {
-  local i
-  for i in $(seq 1 $(( ${3:-30} * 10 ))); do
+  local _
+  for _ in $(seq 1 $(( ${3:-30} * 10 ))); do
     grep -q -- "$2" "$1" 2>/dev/null && return 0
     sleep 0.1
   done
@@ -84,8 +84,8 @@ wait_file() {
 
 # wait_exists FILE [SECONDS]
 wait_exists() {
-  local i
-  for i in $(seq 1 $(( ${2:-30} * 10 ))); do
+  local _
+  for _ in $(seq 1 $(( ${2:-30} * 10 ))); do
     [ -e "$1" ] && return 0
     sleep 0.1
   done
@@ -99,11 +99,11 @@ leaks() {
   local p
   for p in $(pgrep -f -- "$T" || true); do
     [ "$p" = "$$" ] && continue
-    echo "process $p: $(tr '\0' ' ' < /proc/$p/cmdline 2>/dev/null)"
+    echo "process $p: $(tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null)"
   done
   grep -F -- "$T" /proc/self/mountinfo | sed 's/^/mount /' || true
-  [ -d "$ROOT/containers" ] && find "$ROOT/containers" -mindepth 1 -maxdepth 1 | sed 's/^/state /' || true
-  [ -d "$ROOT/sandboxes" ] && find "$ROOT/sandboxes" -mindepth 1 -maxdepth 1 | sed 's/^/sandbox /' || true
+  if [ -d "$ROOT/containers" ]; then find "$ROOT/containers" -mindepth 1 -maxdepth 1 | sed 's/^/state /'; fi
+  if [ -d "$ROOT/sandboxes" ]; then find "$ROOT/sandboxes" -mindepth 1 -maxdepth 1 | sed 's/^/sandbox /'; fi
 }
 
 # teardown_hull deletes whatever the test left, then fails if anything of it
