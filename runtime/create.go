@@ -119,13 +119,11 @@ func (r *Runtime) Create(ctx context.Context, req CreateRequest) (err error) {
 
 	st.Status = Created
 	state := OCIState(st)
-	if spec.Hooks != nil {
-		if err := RunHooks(ctx, "prestart", spec.Hooks.Prestart, state); err != nil {
-			return err
-		}
-		if err := RunHooks(ctx, "createRuntime", spec.Hooks.CreateRuntime, state); err != nil {
-			return err
-		}
+	if err := RunHooks(ctx, "prestart", spec.Hooks, state); err != nil {
+		return err
+	}
+	if err := RunHooks(ctx, "createRuntime", spec.Hooks, state); err != nil {
+		return err
 	}
 	if owner {
 		// Registered first: a monitor that failed still leaves its traces.

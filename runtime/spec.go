@@ -8,6 +8,9 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
+// ociVersionMin is the oldest spec version ValidateSpec accepts: any 1.x.
+const ociVersionMin = "1.0.0"
+
 // ValidateSpec refuses specs hull cannot run, with the reason.
 func ValidateSpec(s *specs.Spec) error {
 	if !strings.HasPrefix(s.Version, "1.") {
