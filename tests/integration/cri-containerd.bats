@@ -59,13 +59,8 @@ TOML
 teardown_file() {
   [ -n "${C:-}" ] || return 0
   for p in $(cri pods -q 2>/dev/null); do cri stopp "$p" >/dev/null 2>&1 || true; cri rmp -f "$p" >/dev/null 2>&1 || true; done
-  if [ -f "$C/containerd.pid" ]; then
-    kill "$(cat "$C/containerd.pid")" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$(cat "$C/containerd.pid")" 2>/dev/null || break; sleep 0.2; done
-    kill -9 "$(cat "$C/containerd.pid")" 2>/dev/null || true
-  fi
-  for p in $(pgrep -f -- "$C" || true); do kill -9 "$p" 2>/dev/null || true; done
-  grep -F -- "$C" /proc/self/mountinfo | awk '{print $5}' | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+  stop_daemon "$C/containerd.pid" 10
+  kill_and_unmount "$C"
   ip link del hullcri0 2>/dev/null || true
   rm -rf "$C"
 }

@@ -36,14 +36,9 @@ JSON
 teardown_file() {
   [ -n "${D:-}" ] || return 0
   $DOCKER ps -aq 2>/dev/null | xargs -r $DOCKER rm -f >/dev/null 2>&1 || true
-  if [ -f "$D/dockerd.pid" ]; then
-    kill "$(cat "$D/dockerd.pid")" 2>/dev/null || true
-    for _ in $(seq 1 100); do kill -0 "$(cat "$D/dockerd.pid")" 2>/dev/null || break; sleep 0.2; done
-    kill -9 "$(cat "$D/dockerd.pid")" 2>/dev/null || true
-  fi
+  stop_daemon "$D/dockerd.pid" 20
   # dockerd's own containerd and shims are gone with it; anything of ours left?
-  for p in $(pgrep -f -- "$D" || true); do kill -9 "$p" 2>/dev/null || true; done
-  grep -F -- "$D" /proc/self/mountinfo | awk '{print $5}' | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+  kill_and_unmount "$D"
   rm -rf "$D"
 }
 

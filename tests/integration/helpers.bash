@@ -106,6 +106,25 @@ leaks() {
   if [ -d "$ROOT/sandboxes" ]; then find "$ROOT/sandboxes" -mindepth 1 -maxdepth 1 | sed 's/^/sandbox /'; fi
 }
 
+# kill_and_unmount DIR SIGKILLs every process whose command line names DIR
+# and lazily unmounts everything under it, deepest first, so DIR can go.
+kill_and_unmount() {
+  local p
+  for p in $(pgrep -f -- "$1" || true); do kill -9 "$p" 2>/dev/null || true; done
+  grep -F -- "$1" /proc/self/mountinfo | awk '{print $5}' | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+}
+
+# stop_daemon PIDFILE SECONDS: SIGTERM to the daemon, SIGKILL if it is still
+# there after SECONDS.
+stop_daemon() {
+  [ -f "$1" ] || return 0
+  local pid _
+  pid=$(cat "$1")
+  kill "$pid" 2>/dev/null || true
+  for _ in $(seq 1 $(( $2 * 5 ))); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+  kill -9 "$pid" 2>/dev/null || true
+}
+
 # teardown_hull deletes whatever the test left, then fails if anything of it
 # is still there.
 teardown_hull() {
@@ -116,8 +135,7 @@ teardown_hull() {
   left=$(leaks)
   if [ -n "$left" ]; then
     echo "LEAKED:" >&2; echo "$left" >&2
-    for p in $(pgrep -f -- "$T" || true); do kill -9 "$p" 2>/dev/null || true; done
-    grep -F -- "$T" /proc/self/mountinfo | awk '{print $5}' | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+    kill_and_unmount "$T"
     return 1
   fi
   rm -rf "$T"
