@@ -37,7 +37,7 @@ shim_hull() { "$HULL_BIN" --root "$ROOT" --log "$B/log.json" --log-format json "
   shim_hull kill c1 9
   wait_status c1 stopped
   [ "$(hull state c1 | jq -r .pid)" = 0 ]
-  run ! kill -0 "$pid"
+  exited "$pid"
   shim_hull delete c1
   run hull state c1
   [ "$status" -ne 0 ]

@@ -30,7 +30,7 @@ sandbox_info() { jq -r ".$2" "$ROOT"/sandboxes/*/sandbox.json | head -1; }
   hull start c2
   kill -9 "$(sandbox_info c2 qemuPid)"
   wait_status c2 stopped
-  run ! kill -0 "$pid"
+  exited "$pid"
   hull delete c2
   assert_no_leak
 }
@@ -42,8 +42,8 @@ sandbox_info() { jq -r ".$2" "$ROOT"/sandboxes/*/sandbox.json | head -1; }
   qemu=$(sandbox_info c1 qemuPid)
   [ "$qemu" -gt 0 ]
   kill -9 "$(sandbox_info c1 monitorPid)"
-  for _ in $(seq 1 100); do kill -0 "$qemu" 2>/dev/null || break; sleep 0.1; done
-  run ! kill -0 "$qemu"
+  for _ in $(seq 1 100); do exited "$qemu" && break; sleep 0.1; done
+  exited "$qemu"
   wait_status c1 stopped
   hull delete c1
   assert_no_leak

@@ -93,6 +93,16 @@ wait_exists() {
   return 1
 }
 
+# exited PID succeeds once the process has exited: it is gone, or a zombie
+# its parent has not reaped yet. A proxy or QEMU whose parent went is
+# reaped by PID 1, which may take seconds; kill -0 still reaches a zombie.
+exited() {
+  local stat
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
+  stat=${stat##*) }
+  [ "${stat%% *}" = Z ]
+}
+
 # leaks prints what a test left behind under $T: QEMU or hull processes,
 # mounts, state.
 leaks() {
