@@ -2,7 +2,7 @@
 # hull as a runc drop-in, driven with the exact command lines of containerd's
 # runc v2 shim and of conmon, on real VMs under TCG.
 
-bats_require_minimum_version 1.5.0 # run ! and run -N
+bats_require_minimum_version 1.5.0 # for run -N
 
 load helpers
 

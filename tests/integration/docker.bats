@@ -2,7 +2,7 @@
 # Docker end to end: a private dockerd (Debian's docker.io) with hull
 # registered as a runtime; images come from `docker import`, no registry.
 
-bats_require_minimum_version 1.5.0 # run ! and run -N
+bats_require_minimum_version 1.5.0 # for run -N
 
 load helpers
 
