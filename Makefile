@@ -6,7 +6,7 @@ GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/hull-runtime/hull/guest.Version=$(VERSION)
 
-.PHONY: all binaries guest agent kernel generic initrd proto test integration install demo clean bench
+.PHONY: all binaries guest agent kernel generic initrd proto lint test integration install demo clean bench
 
 all: binaries guest
 
@@ -41,6 +41,10 @@ proto:
 	PATH="$$PATH:$$($(GO) env GOPATH)/bin" protoc -I agentproto \
 	  --go_out=paths=source_relative:agentproto \
 	  --go-ttrpc_out=paths=source_relative:agentproto agentproto/agent.proto
+
+# shellcheck over every shell file, go vet over both modules.
+lint:
+	bash scripts/lint.sh
 
 test:
 	$(GO) test ./...

@@ -142,110 +142,6 @@ func (x *HealthResponse) GetVersion() string {
 	return ""
 }
 
-type GuestDetailsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *GuestDetailsRequest) Reset() {
-	*x = GuestDetailsRequest{}
-	mi := &file_agent_proto_msgTypes[3]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *GuestDetailsRequest) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*GuestDetailsRequest) ProtoMessage() {}
-
-func (x *GuestDetailsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[3]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use GuestDetailsRequest.ProtoReflect.Descriptor instead.
-func (*GuestDetailsRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{3}
-}
-
-type GuestDetailsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	KernelRelease string                 `protobuf:"bytes,1,opt,name=kernel_release,json=kernelRelease,proto3" json:"kernel_release,omitempty"`
-	AgentVersion  string                 `protobuf:"bytes,2,opt,name=agent_version,json=agentVersion,proto3" json:"agent_version,omitempty"`
-	Cpus          uint32                 `protobuf:"varint,3,opt,name=cpus,proto3" json:"cpus,omitempty"`
-	MemoryBytes   uint64                 `protobuf:"varint,4,opt,name=memory_bytes,json=memoryBytes,proto3" json:"memory_bytes,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *GuestDetailsResponse) Reset() {
-	*x = GuestDetailsResponse{}
-	mi := &file_agent_proto_msgTypes[4]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *GuestDetailsResponse) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*GuestDetailsResponse) ProtoMessage() {}
-
-func (x *GuestDetailsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[4]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use GuestDetailsResponse.ProtoReflect.Descriptor instead.
-func (*GuestDetailsResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{4}
-}
-
-func (x *GuestDetailsResponse) GetKernelRelease() string {
-	if x != nil {
-		return x.KernelRelease
-	}
-	return ""
-}
-
-func (x *GuestDetailsResponse) GetAgentVersion() string {
-	if x != nil {
-		return x.AgentVersion
-	}
-	return ""
-}
-
-func (x *GuestDetailsResponse) GetCpus() uint32 {
-	if x != nil {
-		return x.Cpus
-	}
-	return 0
-}
-
-func (x *GuestDetailsResponse) GetMemoryBytes() uint64 {
-	if x != nil {
-		return x.MemoryBytes
-	}
-	return 0
-}
-
 type CreateContainerRequest struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
 	ContainerId string                 `protobuf:"bytes,1,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
@@ -260,7 +156,7 @@ type CreateContainerRequest struct {
 
 func (x *CreateContainerRequest) Reset() {
 	*x = CreateContainerRequest{}
-	mi := &file_agent_proto_msgTypes[5]
+	mi := &file_agent_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -272,7 +168,7 @@ func (x *CreateContainerRequest) String() string {
 func (*CreateContainerRequest) ProtoMessage() {}
 
 func (x *CreateContainerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[5]
+	mi := &file_agent_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -285,7 +181,7 @@ func (x *CreateContainerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateContainerRequest.ProtoReflect.Descriptor instead.
 func (*CreateContainerRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{5}
+	return file_agent_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *CreateContainerRequest) GetContainerId() string {
@@ -318,7 +214,7 @@ type ContainerRequest struct {
 
 func (x *ContainerRequest) Reset() {
 	*x = ContainerRequest{}
-	mi := &file_agent_proto_msgTypes[6]
+	mi := &file_agent_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -330,7 +226,7 @@ func (x *ContainerRequest) String() string {
 func (*ContainerRequest) ProtoMessage() {}
 
 func (x *ContainerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[6]
+	mi := &file_agent_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -343,7 +239,7 @@ func (x *ContainerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerRequest.ProtoReflect.Descriptor instead.
 func (*ContainerRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{6}
+	return file_agent_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ContainerRequest) GetContainerId() string {
@@ -363,7 +259,7 @@ type RemoveContainerRequest struct {
 
 func (x *RemoveContainerRequest) Reset() {
 	*x = RemoveContainerRequest{}
-	mi := &file_agent_proto_msgTypes[7]
+	mi := &file_agent_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -375,7 +271,7 @@ func (x *RemoveContainerRequest) String() string {
 func (*RemoveContainerRequest) ProtoMessage() {}
 
 func (x *RemoveContainerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[7]
+	mi := &file_agent_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -388,7 +284,7 @@ func (x *RemoveContainerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveContainerRequest.ProtoReflect.Descriptor instead.
 func (*RemoveContainerRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{7}
+	return file_agent_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *RemoveContainerRequest) GetContainerId() string {
@@ -416,7 +312,7 @@ type UpdateContainerRequest struct {
 
 func (x *UpdateContainerRequest) Reset() {
 	*x = UpdateContainerRequest{}
-	mi := &file_agent_proto_msgTypes[8]
+	mi := &file_agent_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -428,7 +324,7 @@ func (x *UpdateContainerRequest) String() string {
 func (*UpdateContainerRequest) ProtoMessage() {}
 
 func (x *UpdateContainerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[8]
+	mi := &file_agent_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -441,7 +337,7 @@ func (x *UpdateContainerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateContainerRequest.ProtoReflect.Descriptor instead.
 func (*UpdateContainerRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{8}
+	return file_agent_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *UpdateContainerRequest) GetContainerId() string {
@@ -470,7 +366,7 @@ type StatsContainerResponse struct {
 
 func (x *StatsContainerResponse) Reset() {
 	*x = StatsContainerResponse{}
-	mi := &file_agent_proto_msgTypes[9]
+	mi := &file_agent_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -482,7 +378,7 @@ func (x *StatsContainerResponse) String() string {
 func (*StatsContainerResponse) ProtoMessage() {}
 
 func (x *StatsContainerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[9]
+	mi := &file_agent_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -495,7 +391,7 @@ func (x *StatsContainerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsContainerResponse.ProtoReflect.Descriptor instead.
 func (*StatsContainerResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{9}
+	return file_agent_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *StatsContainerResponse) GetMemoryUsageBytes() uint64 {
@@ -535,7 +431,7 @@ type ListProcessesResponse struct {
 
 func (x *ListProcessesResponse) Reset() {
 	*x = ListProcessesResponse{}
-	mi := &file_agent_proto_msgTypes[10]
+	mi := &file_agent_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -547,7 +443,7 @@ func (x *ListProcessesResponse) String() string {
 func (*ListProcessesResponse) ProtoMessage() {}
 
 func (x *ListProcessesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[10]
+	mi := &file_agent_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -560,7 +456,7 @@ func (x *ListProcessesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListProcessesResponse.ProtoReflect.Descriptor instead.
 func (*ListProcessesResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{10}
+	return file_agent_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ListProcessesResponse) GetPids() []int32 {
@@ -583,7 +479,7 @@ type ExecProcessRequest struct {
 
 func (x *ExecProcessRequest) Reset() {
 	*x = ExecProcessRequest{}
-	mi := &file_agent_proto_msgTypes[11]
+	mi := &file_agent_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -595,7 +491,7 @@ func (x *ExecProcessRequest) String() string {
 func (*ExecProcessRequest) ProtoMessage() {}
 
 func (x *ExecProcessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[11]
+	mi := &file_agent_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -608,7 +504,7 @@ func (x *ExecProcessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecProcessRequest.ProtoReflect.Descriptor instead.
 func (*ExecProcessRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{11}
+	return file_agent_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ExecProcessRequest) GetContainerId() string {
@@ -649,7 +545,7 @@ type ProcessRequest struct {
 
 func (x *ProcessRequest) Reset() {
 	*x = ProcessRequest{}
-	mi := &file_agent_proto_msgTypes[12]
+	mi := &file_agent_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -661,7 +557,7 @@ func (x *ProcessRequest) String() string {
 func (*ProcessRequest) ProtoMessage() {}
 
 func (x *ProcessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[12]
+	mi := &file_agent_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -674,7 +570,7 @@ func (x *ProcessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProcessRequest.ProtoReflect.Descriptor instead.
 func (*ProcessRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{12}
+	return file_agent_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ProcessRequest) GetContainerId() string {
@@ -704,7 +600,7 @@ type SignalProcessRequest struct {
 
 func (x *SignalProcessRequest) Reset() {
 	*x = SignalProcessRequest{}
-	mi := &file_agent_proto_msgTypes[13]
+	mi := &file_agent_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -716,7 +612,7 @@ func (x *SignalProcessRequest) String() string {
 func (*SignalProcessRequest) ProtoMessage() {}
 
 func (x *SignalProcessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[13]
+	mi := &file_agent_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -729,7 +625,7 @@ func (x *SignalProcessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignalProcessRequest.ProtoReflect.Descriptor instead.
 func (*SignalProcessRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{13}
+	return file_agent_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SignalProcessRequest) GetContainerId() string {
@@ -770,7 +666,7 @@ type WaitProcessResponse struct {
 
 func (x *WaitProcessResponse) Reset() {
 	*x = WaitProcessResponse{}
-	mi := &file_agent_proto_msgTypes[14]
+	mi := &file_agent_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -782,7 +678,7 @@ func (x *WaitProcessResponse) String() string {
 func (*WaitProcessResponse) ProtoMessage() {}
 
 func (x *WaitProcessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[14]
+	mi := &file_agent_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -795,7 +691,7 @@ func (x *WaitProcessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitProcessResponse.ProtoReflect.Descriptor instead.
 func (*WaitProcessResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{14}
+	return file_agent_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *WaitProcessResponse) GetStatus() int32 {
@@ -816,7 +712,7 @@ type WriteStdinRequest struct {
 
 func (x *WriteStdinRequest) Reset() {
 	*x = WriteStdinRequest{}
-	mi := &file_agent_proto_msgTypes[15]
+	mi := &file_agent_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -828,7 +724,7 @@ func (x *WriteStdinRequest) String() string {
 func (*WriteStdinRequest) ProtoMessage() {}
 
 func (x *WriteStdinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[15]
+	mi := &file_agent_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -841,7 +737,7 @@ func (x *WriteStdinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteStdinRequest.ProtoReflect.Descriptor instead.
 func (*WriteStdinRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{15}
+	return file_agent_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *WriteStdinRequest) GetContainerId() string {
@@ -874,7 +770,7 @@ type WriteStdinResponse struct {
 
 func (x *WriteStdinResponse) Reset() {
 	*x = WriteStdinResponse{}
-	mi := &file_agent_proto_msgTypes[16]
+	mi := &file_agent_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -886,7 +782,7 @@ func (x *WriteStdinResponse) String() string {
 func (*WriteStdinResponse) ProtoMessage() {}
 
 func (x *WriteStdinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[16]
+	mi := &file_agent_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -899,7 +795,7 @@ func (x *WriteStdinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteStdinResponse.ProtoReflect.Descriptor instead.
 func (*WriteStdinResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{16}
+	return file_agent_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *WriteStdinResponse) GetLen() uint32 {
@@ -920,7 +816,7 @@ type ReadStreamRequest struct {
 
 func (x *ReadStreamRequest) Reset() {
 	*x = ReadStreamRequest{}
-	mi := &file_agent_proto_msgTypes[17]
+	mi := &file_agent_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -932,7 +828,7 @@ func (x *ReadStreamRequest) String() string {
 func (*ReadStreamRequest) ProtoMessage() {}
 
 func (x *ReadStreamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[17]
+	mi := &file_agent_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -945,7 +841,7 @@ func (x *ReadStreamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadStreamRequest.ProtoReflect.Descriptor instead.
 func (*ReadStreamRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{17}
+	return file_agent_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ReadStreamRequest) GetContainerId() string {
@@ -979,7 +875,7 @@ type ReadStreamResponse struct {
 
 func (x *ReadStreamResponse) Reset() {
 	*x = ReadStreamResponse{}
-	mi := &file_agent_proto_msgTypes[18]
+	mi := &file_agent_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -991,7 +887,7 @@ func (x *ReadStreamResponse) String() string {
 func (*ReadStreamResponse) ProtoMessage() {}
 
 func (x *ReadStreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[18]
+	mi := &file_agent_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1004,7 +900,7 @@ func (x *ReadStreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadStreamResponse.ProtoReflect.Descriptor instead.
 func (*ReadStreamResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{18}
+	return file_agent_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ReadStreamResponse) GetData() []byte {
@@ -1033,7 +929,7 @@ type ResizeTtyRequest struct {
 
 func (x *ResizeTtyRequest) Reset() {
 	*x = ResizeTtyRequest{}
-	mi := &file_agent_proto_msgTypes[19]
+	mi := &file_agent_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1045,7 +941,7 @@ func (x *ResizeTtyRequest) String() string {
 func (*ResizeTtyRequest) ProtoMessage() {}
 
 func (x *ResizeTtyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[19]
+	mi := &file_agent_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1058,7 +954,7 @@ func (x *ResizeTtyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResizeTtyRequest.ProtoReflect.Descriptor instead.
 func (*ResizeTtyRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{19}
+	return file_agent_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ResizeTtyRequest) GetContainerId() string {
@@ -1099,7 +995,7 @@ type IPAddress struct {
 
 func (x *IPAddress) Reset() {
 	*x = IPAddress{}
-	mi := &file_agent_proto_msgTypes[20]
+	mi := &file_agent_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1111,7 +1007,7 @@ func (x *IPAddress) String() string {
 func (*IPAddress) ProtoMessage() {}
 
 func (x *IPAddress) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[20]
+	mi := &file_agent_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1124,7 +1020,7 @@ func (x *IPAddress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IPAddress.ProtoReflect.Descriptor instead.
 func (*IPAddress) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{20}
+	return file_agent_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *IPAddress) GetAddress() string {
@@ -1154,7 +1050,7 @@ type Interface struct {
 
 func (x *Interface) Reset() {
 	*x = Interface{}
-	mi := &file_agent_proto_msgTypes[21]
+	mi := &file_agent_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1166,7 +1062,7 @@ func (x *Interface) String() string {
 func (*Interface) ProtoMessage() {}
 
 func (x *Interface) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[21]
+	mi := &file_agent_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1179,7 +1075,7 @@ func (x *Interface) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Interface.ProtoReflect.Descriptor instead.
 func (*Interface) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{21}
+	return file_agent_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Interface) GetMac() string {
@@ -1219,7 +1115,7 @@ type UpdateInterfacesRequest struct {
 
 func (x *UpdateInterfacesRequest) Reset() {
 	*x = UpdateInterfacesRequest{}
-	mi := &file_agent_proto_msgTypes[22]
+	mi := &file_agent_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1231,7 +1127,7 @@ func (x *UpdateInterfacesRequest) String() string {
 func (*UpdateInterfacesRequest) ProtoMessage() {}
 
 func (x *UpdateInterfacesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[22]
+	mi := &file_agent_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1244,7 +1140,7 @@ func (x *UpdateInterfacesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateInterfacesRequest.ProtoReflect.Descriptor instead.
 func (*UpdateInterfacesRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{22}
+	return file_agent_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *UpdateInterfacesRequest) GetInterfaces() []*Interface {
@@ -1268,7 +1164,7 @@ type Route struct {
 
 func (x *Route) Reset() {
 	*x = Route{}
-	mi := &file_agent_proto_msgTypes[23]
+	mi := &file_agent_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1280,7 +1176,7 @@ func (x *Route) String() string {
 func (*Route) ProtoMessage() {}
 
 func (x *Route) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[23]
+	mi := &file_agent_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1293,7 +1189,7 @@ func (x *Route) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Route.ProtoReflect.Descriptor instead.
 func (*Route) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{23}
+	return file_agent_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Route) GetDest() string {
@@ -1340,7 +1236,7 @@ type UpdateRoutesRequest struct {
 
 func (x *UpdateRoutesRequest) Reset() {
 	*x = UpdateRoutesRequest{}
-	mi := &file_agent_proto_msgTypes[24]
+	mi := &file_agent_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1352,7 +1248,7 @@ func (x *UpdateRoutesRequest) String() string {
 func (*UpdateRoutesRequest) ProtoMessage() {}
 
 func (x *UpdateRoutesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[24]
+	mi := &file_agent_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1365,7 +1261,7 @@ func (x *UpdateRoutesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateRoutesRequest.ProtoReflect.Descriptor instead.
 func (*UpdateRoutesRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{24}
+	return file_agent_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *UpdateRoutesRequest) GetRoutes() []*Route {
@@ -1383,7 +1279,7 @@ type DestroySandboxRequest struct {
 
 func (x *DestroySandboxRequest) Reset() {
 	*x = DestroySandboxRequest{}
-	mi := &file_agent_proto_msgTypes[25]
+	mi := &file_agent_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1395,7 +1291,7 @@ func (x *DestroySandboxRequest) String() string {
 func (*DestroySandboxRequest) ProtoMessage() {}
 
 func (x *DestroySandboxRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[25]
+	mi := &file_agent_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1408,7 +1304,7 @@ func (x *DestroySandboxRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DestroySandboxRequest.ProtoReflect.Descriptor instead.
 func (*DestroySandboxRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{25}
+	return file_agent_proto_rawDescGZIP(), []int{23}
 }
 
 var File_agent_proto protoreflect.FileDescriptor
@@ -1419,13 +1315,7 @@ const file_agent_proto_rawDesc = "" +
 	"\x05Empty\"\x0f\n" +
 	"\rHealthRequest\"*\n" +
 	"\x0eHealthResponse\x12\x18\n" +
-	"\aversion\x18\x01 \x01(\tR\aversion\"\x15\n" +
-	"\x13GuestDetailsRequest\"\x99\x01\n" +
-	"\x14GuestDetailsResponse\x12%\n" +
-	"\x0ekernel_release\x18\x01 \x01(\tR\rkernelRelease\x12#\n" +
-	"\ragent_version\x18\x02 \x01(\tR\fagentVersion\x12\x12\n" +
-	"\x04cpus\x18\x03 \x01(\rR\x04cpus\x12!\n" +
-	"\fmemory_bytes\x18\x04 \x01(\x04R\vmemoryBytes\"e\n" +
+	"\aversion\x18\x01 \x01(\tR\aversion\"e\n" +
 	"\x16CreateContainerRequest\x12!\n" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x12\n" +
 	"\x04spec\x18\x02 \x01(\fR\x04spec\x12\x14\n" +
@@ -1500,10 +1390,9 @@ const file_agent_proto_rawDesc = "" +
 	"\x05scope\x18\x05 \x01(\rR\x05scope\"C\n" +
 	"\x13UpdateRoutesRequest\x12,\n" +
 	"\x06routes\x18\x01 \x03(\v2\x14.hull.agent.v1.RouteR\x06routes\"\x17\n" +
-	"\x15DestroySandboxRequest2\xba\r\n" +
+	"\x15DestroySandboxRequest2\xe1\f\n" +
 	"\x05Agent\x12E\n" +
-	"\x06Health\x12\x1c.hull.agent.v1.HealthRequest\x1a\x1d.hull.agent.v1.HealthResponse\x12W\n" +
-	"\fGuestDetails\x12\".hull.agent.v1.GuestDetailsRequest\x1a#.hull.agent.v1.GuestDetailsResponse\x12N\n" +
+	"\x06Health\x12\x1c.hull.agent.v1.HealthRequest\x1a\x1d.hull.agent.v1.HealthResponse\x12N\n" +
 	"\x0fCreateContainer\x12%.hull.agent.v1.CreateContainerRequest\x1a\x14.hull.agent.v1.Empty\x12G\n" +
 	"\x0eStartContainer\x12\x1f.hull.agent.v1.ContainerRequest\x1a\x14.hull.agent.v1.Empty\x12N\n" +
 	"\x0fRemoveContainer\x12%.hull.agent.v1.RemoveContainerRequest\x1a\x14.hull.agent.v1.Empty\x12G\n" +
@@ -1541,85 +1430,81 @@ func file_agent_proto_rawDescGZIP() []byte {
 	return file_agent_proto_rawDescData
 }
 
-var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_agent_proto_goTypes = []any{
 	(*Empty)(nil),                   // 0: hull.agent.v1.Empty
 	(*HealthRequest)(nil),           // 1: hull.agent.v1.HealthRequest
 	(*HealthResponse)(nil),          // 2: hull.agent.v1.HealthResponse
-	(*GuestDetailsRequest)(nil),     // 3: hull.agent.v1.GuestDetailsRequest
-	(*GuestDetailsResponse)(nil),    // 4: hull.agent.v1.GuestDetailsResponse
-	(*CreateContainerRequest)(nil),  // 5: hull.agent.v1.CreateContainerRequest
-	(*ContainerRequest)(nil),        // 6: hull.agent.v1.ContainerRequest
-	(*RemoveContainerRequest)(nil),  // 7: hull.agent.v1.RemoveContainerRequest
-	(*UpdateContainerRequest)(nil),  // 8: hull.agent.v1.UpdateContainerRequest
-	(*StatsContainerResponse)(nil),  // 9: hull.agent.v1.StatsContainerResponse
-	(*ListProcessesResponse)(nil),   // 10: hull.agent.v1.ListProcessesResponse
-	(*ExecProcessRequest)(nil),      // 11: hull.agent.v1.ExecProcessRequest
-	(*ProcessRequest)(nil),          // 12: hull.agent.v1.ProcessRequest
-	(*SignalProcessRequest)(nil),    // 13: hull.agent.v1.SignalProcessRequest
-	(*WaitProcessResponse)(nil),     // 14: hull.agent.v1.WaitProcessResponse
-	(*WriteStdinRequest)(nil),       // 15: hull.agent.v1.WriteStdinRequest
-	(*WriteStdinResponse)(nil),      // 16: hull.agent.v1.WriteStdinResponse
-	(*ReadStreamRequest)(nil),       // 17: hull.agent.v1.ReadStreamRequest
-	(*ReadStreamResponse)(nil),      // 18: hull.agent.v1.ReadStreamResponse
-	(*ResizeTtyRequest)(nil),        // 19: hull.agent.v1.ResizeTtyRequest
-	(*IPAddress)(nil),               // 20: hull.agent.v1.IPAddress
-	(*Interface)(nil),               // 21: hull.agent.v1.Interface
-	(*UpdateInterfacesRequest)(nil), // 22: hull.agent.v1.UpdateInterfacesRequest
-	(*Route)(nil),                   // 23: hull.agent.v1.Route
-	(*UpdateRoutesRequest)(nil),     // 24: hull.agent.v1.UpdateRoutesRequest
-	(*DestroySandboxRequest)(nil),   // 25: hull.agent.v1.DestroySandboxRequest
+	(*CreateContainerRequest)(nil),  // 3: hull.agent.v1.CreateContainerRequest
+	(*ContainerRequest)(nil),        // 4: hull.agent.v1.ContainerRequest
+	(*RemoveContainerRequest)(nil),  // 5: hull.agent.v1.RemoveContainerRequest
+	(*UpdateContainerRequest)(nil),  // 6: hull.agent.v1.UpdateContainerRequest
+	(*StatsContainerResponse)(nil),  // 7: hull.agent.v1.StatsContainerResponse
+	(*ListProcessesResponse)(nil),   // 8: hull.agent.v1.ListProcessesResponse
+	(*ExecProcessRequest)(nil),      // 9: hull.agent.v1.ExecProcessRequest
+	(*ProcessRequest)(nil),          // 10: hull.agent.v1.ProcessRequest
+	(*SignalProcessRequest)(nil),    // 11: hull.agent.v1.SignalProcessRequest
+	(*WaitProcessResponse)(nil),     // 12: hull.agent.v1.WaitProcessResponse
+	(*WriteStdinRequest)(nil),       // 13: hull.agent.v1.WriteStdinRequest
+	(*WriteStdinResponse)(nil),      // 14: hull.agent.v1.WriteStdinResponse
+	(*ReadStreamRequest)(nil),       // 15: hull.agent.v1.ReadStreamRequest
+	(*ReadStreamResponse)(nil),      // 16: hull.agent.v1.ReadStreamResponse
+	(*ResizeTtyRequest)(nil),        // 17: hull.agent.v1.ResizeTtyRequest
+	(*IPAddress)(nil),               // 18: hull.agent.v1.IPAddress
+	(*Interface)(nil),               // 19: hull.agent.v1.Interface
+	(*UpdateInterfacesRequest)(nil), // 20: hull.agent.v1.UpdateInterfacesRequest
+	(*Route)(nil),                   // 21: hull.agent.v1.Route
+	(*UpdateRoutesRequest)(nil),     // 22: hull.agent.v1.UpdateRoutesRequest
+	(*DestroySandboxRequest)(nil),   // 23: hull.agent.v1.DestroySandboxRequest
 }
 var file_agent_proto_depIdxs = []int32{
-	20, // 0: hull.agent.v1.Interface.addresses:type_name -> hull.agent.v1.IPAddress
-	21, // 1: hull.agent.v1.UpdateInterfacesRequest.interfaces:type_name -> hull.agent.v1.Interface
-	23, // 2: hull.agent.v1.UpdateRoutesRequest.routes:type_name -> hull.agent.v1.Route
+	18, // 0: hull.agent.v1.Interface.addresses:type_name -> hull.agent.v1.IPAddress
+	19, // 1: hull.agent.v1.UpdateInterfacesRequest.interfaces:type_name -> hull.agent.v1.Interface
+	21, // 2: hull.agent.v1.UpdateRoutesRequest.routes:type_name -> hull.agent.v1.Route
 	1,  // 3: hull.agent.v1.Agent.Health:input_type -> hull.agent.v1.HealthRequest
-	3,  // 4: hull.agent.v1.Agent.GuestDetails:input_type -> hull.agent.v1.GuestDetailsRequest
-	5,  // 5: hull.agent.v1.Agent.CreateContainer:input_type -> hull.agent.v1.CreateContainerRequest
-	6,  // 6: hull.agent.v1.Agent.StartContainer:input_type -> hull.agent.v1.ContainerRequest
-	7,  // 7: hull.agent.v1.Agent.RemoveContainer:input_type -> hull.agent.v1.RemoveContainerRequest
-	6,  // 8: hull.agent.v1.Agent.PauseContainer:input_type -> hull.agent.v1.ContainerRequest
-	6,  // 9: hull.agent.v1.Agent.ResumeContainer:input_type -> hull.agent.v1.ContainerRequest
-	8,  // 10: hull.agent.v1.Agent.UpdateContainer:input_type -> hull.agent.v1.UpdateContainerRequest
-	6,  // 11: hull.agent.v1.Agent.StatsContainer:input_type -> hull.agent.v1.ContainerRequest
-	6,  // 12: hull.agent.v1.Agent.ListProcesses:input_type -> hull.agent.v1.ContainerRequest
-	11, // 13: hull.agent.v1.Agent.ExecProcess:input_type -> hull.agent.v1.ExecProcessRequest
-	13, // 14: hull.agent.v1.Agent.SignalProcess:input_type -> hull.agent.v1.SignalProcessRequest
-	12, // 15: hull.agent.v1.Agent.WaitProcess:input_type -> hull.agent.v1.ProcessRequest
-	15, // 16: hull.agent.v1.Agent.WriteStdin:input_type -> hull.agent.v1.WriteStdinRequest
-	12, // 17: hull.agent.v1.Agent.CloseStdin:input_type -> hull.agent.v1.ProcessRequest
-	17, // 18: hull.agent.v1.Agent.ReadStdout:input_type -> hull.agent.v1.ReadStreamRequest
-	17, // 19: hull.agent.v1.Agent.ReadStderr:input_type -> hull.agent.v1.ReadStreamRequest
-	19, // 20: hull.agent.v1.Agent.ResizeTty:input_type -> hull.agent.v1.ResizeTtyRequest
-	12, // 21: hull.agent.v1.Agent.CloseProcess:input_type -> hull.agent.v1.ProcessRequest
-	22, // 22: hull.agent.v1.Agent.UpdateInterfaces:input_type -> hull.agent.v1.UpdateInterfacesRequest
-	24, // 23: hull.agent.v1.Agent.UpdateRoutes:input_type -> hull.agent.v1.UpdateRoutesRequest
-	25, // 24: hull.agent.v1.Agent.DestroySandbox:input_type -> hull.agent.v1.DestroySandboxRequest
-	2,  // 25: hull.agent.v1.Agent.Health:output_type -> hull.agent.v1.HealthResponse
-	4,  // 26: hull.agent.v1.Agent.GuestDetails:output_type -> hull.agent.v1.GuestDetailsResponse
-	0,  // 27: hull.agent.v1.Agent.CreateContainer:output_type -> hull.agent.v1.Empty
-	0,  // 28: hull.agent.v1.Agent.StartContainer:output_type -> hull.agent.v1.Empty
-	0,  // 29: hull.agent.v1.Agent.RemoveContainer:output_type -> hull.agent.v1.Empty
-	0,  // 30: hull.agent.v1.Agent.PauseContainer:output_type -> hull.agent.v1.Empty
-	0,  // 31: hull.agent.v1.Agent.ResumeContainer:output_type -> hull.agent.v1.Empty
-	0,  // 32: hull.agent.v1.Agent.UpdateContainer:output_type -> hull.agent.v1.Empty
-	9,  // 33: hull.agent.v1.Agent.StatsContainer:output_type -> hull.agent.v1.StatsContainerResponse
-	10, // 34: hull.agent.v1.Agent.ListProcesses:output_type -> hull.agent.v1.ListProcessesResponse
-	0,  // 35: hull.agent.v1.Agent.ExecProcess:output_type -> hull.agent.v1.Empty
-	0,  // 36: hull.agent.v1.Agent.SignalProcess:output_type -> hull.agent.v1.Empty
-	14, // 37: hull.agent.v1.Agent.WaitProcess:output_type -> hull.agent.v1.WaitProcessResponse
-	16, // 38: hull.agent.v1.Agent.WriteStdin:output_type -> hull.agent.v1.WriteStdinResponse
-	0,  // 39: hull.agent.v1.Agent.CloseStdin:output_type -> hull.agent.v1.Empty
-	18, // 40: hull.agent.v1.Agent.ReadStdout:output_type -> hull.agent.v1.ReadStreamResponse
-	18, // 41: hull.agent.v1.Agent.ReadStderr:output_type -> hull.agent.v1.ReadStreamResponse
-	0,  // 42: hull.agent.v1.Agent.ResizeTty:output_type -> hull.agent.v1.Empty
-	0,  // 43: hull.agent.v1.Agent.CloseProcess:output_type -> hull.agent.v1.Empty
-	0,  // 44: hull.agent.v1.Agent.UpdateInterfaces:output_type -> hull.agent.v1.Empty
-	0,  // 45: hull.agent.v1.Agent.UpdateRoutes:output_type -> hull.agent.v1.Empty
-	0,  // 46: hull.agent.v1.Agent.DestroySandbox:output_type -> hull.agent.v1.Empty
-	25, // [25:47] is the sub-list for method output_type
-	3,  // [3:25] is the sub-list for method input_type
+	3,  // 4: hull.agent.v1.Agent.CreateContainer:input_type -> hull.agent.v1.CreateContainerRequest
+	4,  // 5: hull.agent.v1.Agent.StartContainer:input_type -> hull.agent.v1.ContainerRequest
+	5,  // 6: hull.agent.v1.Agent.RemoveContainer:input_type -> hull.agent.v1.RemoveContainerRequest
+	4,  // 7: hull.agent.v1.Agent.PauseContainer:input_type -> hull.agent.v1.ContainerRequest
+	4,  // 8: hull.agent.v1.Agent.ResumeContainer:input_type -> hull.agent.v1.ContainerRequest
+	6,  // 9: hull.agent.v1.Agent.UpdateContainer:input_type -> hull.agent.v1.UpdateContainerRequest
+	4,  // 10: hull.agent.v1.Agent.StatsContainer:input_type -> hull.agent.v1.ContainerRequest
+	4,  // 11: hull.agent.v1.Agent.ListProcesses:input_type -> hull.agent.v1.ContainerRequest
+	9,  // 12: hull.agent.v1.Agent.ExecProcess:input_type -> hull.agent.v1.ExecProcessRequest
+	11, // 13: hull.agent.v1.Agent.SignalProcess:input_type -> hull.agent.v1.SignalProcessRequest
+	10, // 14: hull.agent.v1.Agent.WaitProcess:input_type -> hull.agent.v1.ProcessRequest
+	13, // 15: hull.agent.v1.Agent.WriteStdin:input_type -> hull.agent.v1.WriteStdinRequest
+	10, // 16: hull.agent.v1.Agent.CloseStdin:input_type -> hull.agent.v1.ProcessRequest
+	15, // 17: hull.agent.v1.Agent.ReadStdout:input_type -> hull.agent.v1.ReadStreamRequest
+	15, // 18: hull.agent.v1.Agent.ReadStderr:input_type -> hull.agent.v1.ReadStreamRequest
+	17, // 19: hull.agent.v1.Agent.ResizeTty:input_type -> hull.agent.v1.ResizeTtyRequest
+	10, // 20: hull.agent.v1.Agent.CloseProcess:input_type -> hull.agent.v1.ProcessRequest
+	20, // 21: hull.agent.v1.Agent.UpdateInterfaces:input_type -> hull.agent.v1.UpdateInterfacesRequest
+	22, // 22: hull.agent.v1.Agent.UpdateRoutes:input_type -> hull.agent.v1.UpdateRoutesRequest
+	23, // 23: hull.agent.v1.Agent.DestroySandbox:input_type -> hull.agent.v1.DestroySandboxRequest
+	2,  // 24: hull.agent.v1.Agent.Health:output_type -> hull.agent.v1.HealthResponse
+	0,  // 25: hull.agent.v1.Agent.CreateContainer:output_type -> hull.agent.v1.Empty
+	0,  // 26: hull.agent.v1.Agent.StartContainer:output_type -> hull.agent.v1.Empty
+	0,  // 27: hull.agent.v1.Agent.RemoveContainer:output_type -> hull.agent.v1.Empty
+	0,  // 28: hull.agent.v1.Agent.PauseContainer:output_type -> hull.agent.v1.Empty
+	0,  // 29: hull.agent.v1.Agent.ResumeContainer:output_type -> hull.agent.v1.Empty
+	0,  // 30: hull.agent.v1.Agent.UpdateContainer:output_type -> hull.agent.v1.Empty
+	7,  // 31: hull.agent.v1.Agent.StatsContainer:output_type -> hull.agent.v1.StatsContainerResponse
+	8,  // 32: hull.agent.v1.Agent.ListProcesses:output_type -> hull.agent.v1.ListProcessesResponse
+	0,  // 33: hull.agent.v1.Agent.ExecProcess:output_type -> hull.agent.v1.Empty
+	0,  // 34: hull.agent.v1.Agent.SignalProcess:output_type -> hull.agent.v1.Empty
+	12, // 35: hull.agent.v1.Agent.WaitProcess:output_type -> hull.agent.v1.WaitProcessResponse
+	14, // 36: hull.agent.v1.Agent.WriteStdin:output_type -> hull.agent.v1.WriteStdinResponse
+	0,  // 37: hull.agent.v1.Agent.CloseStdin:output_type -> hull.agent.v1.Empty
+	16, // 38: hull.agent.v1.Agent.ReadStdout:output_type -> hull.agent.v1.ReadStreamResponse
+	16, // 39: hull.agent.v1.Agent.ReadStderr:output_type -> hull.agent.v1.ReadStreamResponse
+	0,  // 40: hull.agent.v1.Agent.ResizeTty:output_type -> hull.agent.v1.Empty
+	0,  // 41: hull.agent.v1.Agent.CloseProcess:output_type -> hull.agent.v1.Empty
+	0,  // 42: hull.agent.v1.Agent.UpdateInterfaces:output_type -> hull.agent.v1.Empty
+	0,  // 43: hull.agent.v1.Agent.UpdateRoutes:output_type -> hull.agent.v1.Empty
+	0,  // 44: hull.agent.v1.Agent.DestroySandbox:output_type -> hull.agent.v1.Empty
+	24, // [24:45] is the sub-list for method output_type
+	3,  // [3:24] is the sub-list for method input_type
 	3,  // [3:3] is the sub-list for extension type_name
 	3,  // [3:3] is the sub-list for extension extendee
 	0,  // [0:3] is the sub-list for field type_name
@@ -1636,7 +1521,7 @@ func file_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agent_proto_rawDesc), len(file_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   26,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -9,7 +9,6 @@ import (
 
 type AgentService interface {
 	Health(context.Context, *HealthRequest) (*HealthResponse, error)
-	GuestDetails(context.Context, *GuestDetailsRequest) (*GuestDetailsResponse, error)
 	CreateContainer(context.Context, *CreateContainerRequest) (*Empty, error)
 	StartContainer(context.Context, *ContainerRequest) (*Empty, error)
 	RemoveContainer(context.Context, *RemoveContainerRequest) (*Empty, error)
@@ -41,13 +40,6 @@ func RegisterAgentService(srv *ttrpc.Server, svc AgentService) {
 					return nil, err
 				}
 				return svc.Health(ctx, &req)
-			},
-			"GuestDetails": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
-				var req GuestDetailsRequest
-				if err := unmarshal(&req); err != nil {
-					return nil, err
-				}
-				return svc.GuestDetails(ctx, &req)
 			},
 			"CreateContainer": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
 				var req CreateContainerRequest
@@ -206,14 +198,6 @@ func NewAgentClient(client *ttrpc.Client) AgentService {
 func (c *agentClient) Health(ctx context.Context, req *HealthRequest) (*HealthResponse, error) {
 	var resp HealthResponse
 	if err := c.client.Call(ctx, "hull.agent.v1.Agent", "Health", req, &resp); err != nil {
-		return nil, err
-	}
-	return &resp, nil
-}
-
-func (c *agentClient) GuestDetails(ctx context.Context, req *GuestDetailsRequest) (*GuestDetailsResponse, error) {
-	var resp GuestDetailsResponse
-	if err := c.client.Call(ctx, "hull.agent.v1.Agent", "GuestDetails", req, &resp); err != nil {
 		return nil, err
 	}
 	return &resp, nil

@@ -10,6 +10,7 @@ import (
 
 	"github.com/hull-runtime/hull/agentproto"
 	"github.com/hull-runtime/hull/runtime"
+	"github.com/hull-runtime/hull/tests/fixture"
 )
 
 // healthCalls is how many agent round trips one repetition times.
@@ -142,7 +143,7 @@ func (b *bench) tunedSandbox(ctx context.Context, i int, bundle string) (err err
 		lap = now
 	}
 	runStart := lap
-	if err := g.CreateContainer(ctx, cid, bundle, specFor("true"), false); err != nil {
+	if err := g.CreateContainer(ctx, cid, bundle, fixture.Spec("true"), false); err != nil {
 		return err
 	}
 	split("create")

@@ -20,6 +20,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/hull-runtime/hull/tests/fixture"
 )
 
 // bench is one run: its settings and everything measured so far.
@@ -76,7 +78,7 @@ func run(out string, n int, build string, cases []string) error {
 	}
 	defer func() {
 		// Never remove through a mount that is still there.
-		if l := leftovers(b.tmp, 5*time.Second); len(l) > 0 {
+		if l := fixture.Leftovers(b.tmp, 5*time.Second); len(l) > 0 {
 			log.Printf("keeping %s, still in use: %s", b.tmp, strings.Join(l, "; "))
 			return
 		}
@@ -104,7 +106,7 @@ func run(out string, n int, build string, cases []string) error {
 			return fmt.Errorf("case %s: %w", c, err)
 		}
 	}
-	if l := leftovers(b.tmp, 5*time.Second); len(l) > 0 {
+	if l := fixture.Leftovers(b.tmp, 5*time.Second); len(l) > 0 {
 		return fmt.Errorf("left behind: %s", strings.Join(l, "; "))
 	}
 	return b.report(out, time.Since(began))

@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"log"
 	"os"
@@ -127,24 +126,12 @@ func (b *bench) memory(ctx context.Context) error {
 	return nil
 }
 
-// readSandboxPSS finds the processes of sandbox id from its sandbox.json
-// and the proxy's pid file.
+// readSandboxPSS finds the processes of sandbox id (hull's --root is root)
+// from what its monitor published and the proxy's pid file.
 func readSandboxPSS(root, id, pidFile string) (sandboxPSS, error) {
-	infos, _ := filepath.Glob(filepath.Join(root, "sandboxes", "*", "sandbox.json"))
-	var info *runtime.SandboxInfo
-	for _, f := range infos {
-		raw, err := os.ReadFile(f)
-		if err != nil {
-			continue
-		}
-		var si runtime.SandboxInfo
-		if json.Unmarshal(raw, &si) == nil && si.ID == id {
-			info = &si
-			break
-		}
-	}
-	if info == nil {
-		return sandboxPSS{}, fmt.Errorf("sandbox %s: no sandbox.json under %s", id, root)
+	info, err := runtime.ReadSandboxInfo(&runtime.Store{Root: root}, id)
+	if err != nil {
+		return sandboxPSS{}, fmt.Errorf("sandbox %s: %w", id, err)
 	}
 	raw, err := os.ReadFile(pidFile)
 	if err != nil {

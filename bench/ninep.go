@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/hull-runtime/hull/runtime"
+	"github.com/hull-runtime/hull/tests/fixture"
 )
 
 const (
@@ -37,7 +38,7 @@ const (
 func (b *bench) ninep(ctx context.Context) (err error) {
 	dir := filepath.Join(b.tmp, "9p")
 	bundle := filepath.Join(dir, "bundle")
-	rootfs, err := makeRootfs(bundle)
+	rootfs, err := fixture.Rootfs(bundle)
 	if err != nil {
 		return err
 	}
@@ -63,7 +64,7 @@ func (b *bench) ninep(ctx context.Context) (err error) {
 	}()
 	guest := func(cid, script string) (time.Duration, error) {
 		var stdout, stderr bytes.Buffer
-		status, err := sb.Guest().Run(ctx, cid, bundle, specFor("sh", "-c", "time sh -c '"+script+"'"), runtime.Stdio{Stdout: &stdout, Stderr: &stderr})
+		status, err := sb.Guest().Run(ctx, cid, bundle, fixture.Spec("sh", "-c", "time sh -c '"+script+"'"), runtime.Stdio{Stdout: &stdout, Stderr: &stderr})
 		if err != nil {
 			return 0, err
 		}

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/hull-runtime/hull/internal/atomicfile"
 )
 
 // measure is one row of the report: hull's samples against a floor's.
@@ -167,11 +169,7 @@ func (b *bench) report(out string, took time.Duration) error {
 		files["startup.png"] = png
 	}
 	for name, data := range files {
-		tmp := filepath.Join(out, name+".tmp")
-		if err := os.WriteFile(tmp, data, 0o644); err != nil {
-			return err
-		}
-		if err := os.Rename(tmp, filepath.Join(out, name)); err != nil {
+		if err := atomicfile.Write(filepath.Join(out, name), data, 0o644); err != nil {
 			return err
 		}
 	}

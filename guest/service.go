@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -97,22 +96,6 @@ func errNotFound(what string) error { return status.Errorf(codes.NotFound, "%s d
 // Health answers once the agent serves.
 func (s *Service) Health(context.Context, *agentproto.HealthRequest) (*agentproto.HealthResponse, error) {
 	return &agentproto.HealthResponse{Version: Version}, nil
-}
-
-// GuestDetails reports the guest kernel and size.
-func (s *Service) GuestDetails(context.Context, *agentproto.GuestDetailsRequest) (*agentproto.GuestDetailsResponse, error) {
-	var u unix.Utsname
-	if err := unix.Uname(&u); err != nil {
-		return nil, status.Errorf(codes.Internal, "uname: %v", err)
-	}
-	var si unix.Sysinfo_t
-	_ = unix.Sysinfo(&si)
-	return &agentproto.GuestDetailsResponse{
-		KernelRelease: unix.ByteSliceToString(u.Release[:]),
-		AgentVersion:  Version,
-		Cpus:          uint32(runtime.NumCPU()),
-		MemoryBytes:   uint64(si.Totalram) * uint64(si.Unit),
-	}, nil
 }
 
 // CreateContainer writes the guest bundle and runs `runc create`.

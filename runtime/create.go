@@ -13,6 +13,8 @@ import (
 	"github.com/containerd/console"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/hull-runtime/hull/internal/atomicfile"
 )
 
 // CreateRequest is `hull create`.
@@ -50,7 +52,7 @@ func (r *Runtime) Create(ctx context.Context, req CreateRequest) (err error) {
 		return err
 	}
 	sid, owner := SandboxOf(req.ID, spec.Annotations)
-	st := &ContainerState{ID: req.ID, Bundle: bundle, Rootfs: rootfsPath(bundle, spec.Root.Path), SandboxID: sid,
+	st := &ContainerState{ID: req.ID, Bundle: bundle, Rootfs: inBundle(bundle, spec.Root.Path), SandboxID: sid,
 		Status: Creating, Created: time.Now().UTC(), Owner: currentUser(), Annotations: spec.Annotations,
 		CgroupsPath: cgroupsPath(spec)}
 	var cleanups []func()
@@ -120,13 +122,11 @@ func (r *Runtime) Create(ctx context.Context, req CreateRequest) (err error) {
 
 	st.Status = Created
 	state := OCIState(st)
-	if spec.Hooks != nil {
-		if err := RunHooks(ctx, "prestart", spec.Hooks.Prestart, state); err != nil {
-			return err
-		}
-		if err := RunHooks(ctx, "createRuntime", spec.Hooks.CreateRuntime, state); err != nil {
-			return err
-		}
+	if err := RunHooks(ctx, "prestart", spec.Hooks, state); err != nil {
+		return err
+	}
+	if err := RunHooks(ctx, "createRuntime", spec.Hooks, state); err != nil {
+		return err
 	}
 	if owner {
 		// Registered first: a monitor that failed still leaves its traces.
@@ -192,13 +192,6 @@ func cgroupsPath(spec *specs.Spec) string {
 	return spec.Linux.CgroupsPath
 }
 
-func rootfsPath(bundle, root string) string {
-	if filepath.IsAbs(root) {
-		return root
-	}
-	return filepath.Join(bundle, root)
-}
-
 // currentUser names the user running hull, as `list` shows it.
 func currentUser() string {
 	u, err := user.LookupId(strconv.Itoa(os.Getuid()))
@@ -210,15 +203,7 @@ func currentUser() string {
 
 // writePidFile writes the PID atomically, as runc does: callers poll for it.
 func writePidFile(path string, pid int) error {
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		return err
-	}
-	tmp := filepath.Join(filepath.Dir(abs), "."+filepath.Base(abs))
-	if err := os.WriteFile(tmp, []byte(strconv.Itoa(pid)), 0o644); err != nil {
-		return fmt.Errorf("write pid file: %w", err)
-	}
-	if err := os.Rename(tmp, abs); err != nil {
+	if err := atomicfile.Write(path, []byte(strconv.Itoa(pid)), 0o644); err != nil {
 		return fmt.Errorf("write pid file: %w", err)
 	}
 	return nil

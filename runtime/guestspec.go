@@ -3,7 +3,7 @@ package runtime
 import (
 	"encoding/json"
 	"fmt"
-	"path/filepath"
+	"slices"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
@@ -15,6 +15,39 @@ import (
 var guestFSTypes = map[string]bool{
 	"proc": true, "sysfs": true, "tmpfs": true, "devpts": true, "mqueue": true,
 	"cgroup": true, "cgroup2": true, "shm": true, "bpf": true,
+}
+
+// The mount options hull acts on itself: a mount of type bind, or with one
+// of bindOptions, is a volume placed through the share, read-only there
+// with readOnlyOption. The runtime in the guest applies these and every
+// other option again, inside the VM.
+var bindOptions = []string{"bind", "rbind"}
+
+const readOnlyOption = "ro"
+
+// nsHandling is what hull does with a namespace a spec lists.
+type nsHandling int
+
+const (
+	// nsInGuest: the runtime in the guest makes (or joins) it.
+	nsInGuest nsHandling = iota
+	// nsPodShared: given by path in a pod's app container, it is the pod
+	// sandbox container's, which the app container joins in the guest.
+	nsPodShared
+	// nsHostMirrored: it stays on the host, and hull mirrors its
+	// interfaces into the VM, whose one namespace all containers share.
+	nsHostMirrored
+)
+
+// namespaces are the namespace types hull knows, and how it handles each.
+var namespaces = map[specs.LinuxNamespaceType]nsHandling{
+	specs.NetworkNamespace: nsHostMirrored,
+	specs.IPCNamespace:     nsPodShared,
+	specs.UTSNamespace:     nsPodShared,
+	specs.PIDNamespace:     nsPodShared,
+	specs.MountNamespace:   nsInGuest,
+	specs.UserNamespace:    nsInGuest,
+	specs.CgroupNamespace:  nsInGuest,
 }
 
 // GuestSpec prepares a container's spec for the agent: the rootfs and every
@@ -34,11 +67,7 @@ func GuestSpec(spec *specs.Spec, cid, bundle, sandboxCID string, share *Share) (
 			_ = share.RemoveContainer(cid)
 		}
 	}()
-	rootfs := spec.Root.Path
-	if !filepath.IsAbs(rootfs) {
-		rootfs = filepath.Join(bundle, rootfs)
-	}
-	rel, err := share.AddRootfs(cid, rootfs, false)
+	rel, err := share.AddRootfs(cid, inBundle(bundle, spec.Root.Path), false)
 	if err != nil {
 		return nil, err
 	}
@@ -47,8 +76,7 @@ func GuestSpec(spec *specs.Spec, cid, bundle, sandboxCID string, share *Share) (
 		l := *spec.Linux
 		l.Namespaces = make([]specs.LinuxNamespace, len(spec.Linux.Namespaces))
 		for i, n := range spec.Linux.Namespaces {
-			shared := n.Type == specs.IPCNamespace || n.Type == specs.UTSNamespace || n.Type == specs.PIDNamespace
-			if n.Path != "" && shared && sandboxCID != "" && sandboxCID != cid {
+			if n.Path != "" && namespaces[n.Type] == nsPodShared && sandboxCID != "" && sandboxCID != cid {
 				n.Path = agentproto.ContainerNSPrefix + sandboxCID
 			}
 			l.Namespaces[i] = n
@@ -64,11 +92,7 @@ func GuestSpec(spec *specs.Spec, cid, bundle, sandboxCID string, share *Share) (
 			g.Mounts = append(g.Mounts, m)
 			continue
 		}
-		src := m.Source
-		if !filepath.IsAbs(src) {
-			src = filepath.Join(bundle, src)
-		}
-		rel, err := share.AddVolume(cid, src, m.Destination, hasOption(m.Options, "ro"))
+		rel, err := share.AddVolume(cid, inBundle(bundle, m.Source), m.Destination, slices.Contains(m.Options, readOnlyOption))
 		if err != nil {
 			return nil, err
 		}
@@ -84,14 +108,5 @@ func GuestSpec(spec *specs.Spec, cid, bundle, sandboxCID string, share *Share) (
 }
 
 func isBindMount(m specs.Mount) bool {
-	return m.Type == "bind" || hasOption(m.Options, "bind") || hasOption(m.Options, "rbind")
-}
-
-func hasOption(opts []string, o string) bool {
-	for _, x := range opts {
-		if x == o {
-			return true
-		}
-	}
-	return false
+	return m.Type == "bind" || slices.ContainsFunc(m.Options, func(o string) bool { return slices.Contains(bindOptions, o) })
 }

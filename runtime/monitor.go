@@ -18,6 +18,7 @@ import (
 	"github.com/containerd/ttrpc"
 
 	"github.com/hull-runtime/hull/agentproto"
+	"github.com/hull-runtime/hull/internal/atomicfile"
 )
 
 // Files of a sandbox directory written by its monitor.
@@ -201,11 +202,7 @@ func writeJSON(path string, v any) error {
 	if err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return atomicfile.Write(path, b, 0o600)
 }
 
 // DialMonitor connects to a sandbox's monitor, failing at once with

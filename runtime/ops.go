@@ -111,8 +111,7 @@ func (r *Runtime) Start(ctx context.Context, id string) error {
 		if spec, err = r.Store.Spec(id); err != nil {
 			return err
 		}
-		// startContainer hooks would run inside the container, in the
-		// guest, where host paths mean nothing: they are not supported.
+		// No startContainer hooks: see hostHooks.
 		return g.StartContainer(ctx, id)
 	})
 	if err != nil {
@@ -123,7 +122,7 @@ func (r *Runtime) Start(ctx context.Context, id string) error {
 		if err != nil {
 			return err
 		}
-		if err := RunHooks(ctx, "poststart", spec.Hooks.Poststart, OCIState(st)); err != nil {
+		if err := RunHooks(ctx, "poststart", spec.Hooks, OCIState(st)); err != nil {
 			return err
 		}
 	}
@@ -209,7 +208,7 @@ func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
 	}
 	if spec, err := r.Store.Spec(id); err == nil && spec.Hooks != nil {
 		st.Status = Stopped
-		if err := RunHooks(ctx, "poststop", spec.Hooks.Poststop, OCIState(st)); err != nil {
+		if err := RunHooks(ctx, "poststop", spec.Hooks, OCIState(st)); err != nil {
 			r.Log.Warn("poststop hook", "container", id, "err", err)
 		}
 	}

@@ -2,10 +2,14 @@ package runtime
 
 import (
 	"fmt"
+	"path/filepath"
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
+
+// ociVersionMin is the oldest spec version ValidateSpec accepts: any 1.x.
+const ociVersionMin = "1.0.0"
 
 // ValidateSpec refuses specs hull cannot run, with the reason.
 func ValidateSpec(s *specs.Spec) error {
@@ -25,4 +29,13 @@ func ValidateSpec(s *specs.Spec) error {
 		return fmt.Errorf("process.cwd %q must be an absolute path", s.Process.Cwd)
 	}
 	return nil
+}
+
+// inBundle resolves a path of the spec (root.path, a bind mount's source)
+// as runc does: relative paths are relative to the bundle.
+func inBundle(bundle, p string) string {
+	if filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(bundle, p)
 }

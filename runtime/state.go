@@ -15,6 +15,8 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/hull-runtime/hull/internal/atomicfile"
 )
 
 // Sentinel errors callers branch on; cmd/hull maps them to runc's wording.
@@ -191,24 +193,7 @@ func (s *Store) Save(st *ContainerState) error {
 	if err != nil {
 		return err
 	}
-	dir := s.ContainerDir(st.ID)
-	tmp, err := os.CreateTemp(dir, ".state-*")
-	if err != nil {
-		return fmt.Errorf("save state of %s: %w", st.ID, err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return fmt.Errorf("save state of %s: %w", st.ID, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("save state of %s: %w", st.ID, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("save state of %s: %w", st.ID, err)
-	}
-	if err := os.Rename(tmp.Name(), filepath.Join(dir, "state.json")); err != nil {
+	if err := atomicfile.Write(filepath.Join(s.ContainerDir(st.ID), "state.json"), b, 0o600); err != nil {
 		return fmt.Errorf("save state of %s: %w", st.ID, err)
 	}
 	return nil

@@ -30,6 +30,7 @@ echo "== hull check"
 "$HULL" check || true
 echo
 echo "== a container in its own VM"
+# shellcheck disable=SC2016 # uname runs in the guest
 JQ_EXTRA=. bundle "$work/hello" sh -c 'echo "guest kernel: $(uname -r)"'
 echo "host kernel:  $(uname -r)"
 "$HULL" --root "$root" run --bundle "$work/hello" hello </dev/null

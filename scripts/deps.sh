@@ -8,7 +8,7 @@ apt-get update -q
 apt-get install -y -q --no-install-recommends \
   make gcc libc6-dev flex bison bc libelf-dev libssl-dev cpio kmod xz-utils zstd patch \
   linux-source-6.1 qemu-system-x86 busybox-static runc crun \
-  bats jq socat curl iproute2 iptables ca-certificates git \
+  bats shellcheck jq socat curl iproute2 iptables ca-certificates git \
   conmon docker.io containerd containernetworking-plugins
 export PATH=$PATH:/usr/local/go/bin
 if ! command -v go >/dev/null 2>&1; then
@@ -21,5 +21,5 @@ if ! command -v go >/dev/null 2>&1; then
 fi
 # crictl drives containerd's CRI in the tests (not packaged in Debian 12).
 if ! command -v crictl >/dev/null 2>&1; then
-  GOBIN=/usr/local/bin GOFLAGS= go install sigs.k8s.io/cri-tools/cmd/crictl@v1.37.0
+  GOBIN=/usr/local/bin GOFLAGS='' go install sigs.k8s.io/cri-tools/cmd/crictl@v1.37.0
 fi

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# The whole test suite: unit tests (no root, no VM), then the integration
-# suites that boot real VMs under QEMU. Installs its own packages first.
+# The whole test suite: static checks (shellcheck, go vet), unit tests (no
+# root, no VM), then the integration suites that boot real VMs under QEMU.
+# Installs its own packages first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=$PATH:/usr/local/go/bin:/root/go/bin
 bash scripts/deps.sh
+bash scripts/lint.sh
 make all
 echo "== unit tests"
 go test ./...

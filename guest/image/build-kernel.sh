@@ -23,8 +23,8 @@ tarball=/usr/src/linux-source-6.1.tar.xz
 [ -f "$tarball" ] || { echo "build-kernel: $tarball missing (apt-get install linux-source-6.1)" >&2; exit 1; }
 
 srcver=$(dpkg-query -W -f='${Version}' linux-source-6.1)
-patches=$(find "$here/patches" -name '*.patch' | sort)
-patchkey=$(cat /dev/null $patches | sha256sum | cut -c1-16)
+mapfile -t patches < <(find "$here/patches" -name '*.patch' | sort)
+patchkey=$(cat /dev/null "${patches[@]}" | sha256sum | cut -c1-16)
 key=$( (cat "$here/kernel.config"; echo "$srcver"; echo "$patchkey") | sha256sum | cut -c1-16)
 cached=$cache/kernel-$key/bzImage
 cachedelf=$cache/kernel-$key/vmlinux
@@ -41,7 +41,7 @@ work=$cache/kernel-src
 if [ ! -f "$work/.unpacked-$srcver-$patchkey" ]; then
   rm -rf "$work"; mkdir -p "$work"
   tar -C "$work" --strip-components=1 -xf "$tarball"
-  for p in $patches; do
+  for p in "${patches[@]}"; do
     patch -d "$work" -p1 --quiet --forward < "$p" || { echo "build-kernel: $p does not apply" >&2; exit 1; }
   done
   touch "$work/.unpacked-$srcver-$patchkey"

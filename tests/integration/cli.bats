@@ -2,6 +2,8 @@
 # hull as a runc drop-in, driven with the exact command lines of containerd's
 # runc v2 shim and of conmon, on real VMs under TCG.
 
+bats_require_minimum_version 1.5.0 # for run -N
+
 load helpers
 
 setup() { setup_hull; }
@@ -11,7 +13,9 @@ teardown() { teardown_hull; }
 shim_hull() { "$HULL_BIN" --root "$ROOT" --log "$B/log.json" --log-format json "$@"; }
 
 @test "lifecycle with the shim's command lines: created, running, stopped; output reaches create's pipes" {
-  B=$T/b; make_bundle "$B" sh -c 'echo out-line; echo err-line >&2; read line; echo "got $line"; exec sleep 600'
+  B=$T/b
+  # shellcheck disable=SC2016 # the workload's shell expands $line
+  make_bundle "$B" sh -c 'echo out-line; echo err-line >&2; read line; echo "got $line"; exec sleep 600'
   mkfifo "$T/in"
   exec 7<>"$T/in"
   shim_hull create --bundle "$B" --pid-file "$B/init.pid" c1 <&7 >"$T/stdout" 2>"$T/stderr"
@@ -33,7 +37,7 @@ shim_hull() { "$HULL_BIN" --root "$ROOT" --log "$B/log.json" --log-format json "
   shim_hull kill c1 9
   wait_status c1 stopped
   [ "$(hull state c1 | jq -r .pid)" = 0 ]
-  ! kill -0 "$pid" 2>/dev/null
+  exited "$pid"
   shim_hull delete c1
   run hull state c1
   [ "$status" -ne 0 ]
@@ -72,7 +76,7 @@ shim_hull() { "$HULL_BIN" --root "$ROOT" --log "$B/log.json" --log-format json "
   wait "$helper"
   grep -q "sum-42" "$T/tty.out"
   grep -q "/dev/pts/" "$T/tty.out"
-  ! grep -q $'\r\r' "$T/tty.out"
+  run -1 grep -q $'\r\r' "$T/tty.out"
   wait_status c1 stopped
   hull delete c1
 }
@@ -81,8 +85,10 @@ shim_hull() { "$HULL_BIN" --root "$ROOT" --log "$B/log.json" --log-format json "
   B=$T/b; make_bundle "$B" sleep 600
   hull create --bundle "$B" c1 </dev/null >/dev/null 2>&1
   hull start c1
+  # shellcheck disable=SC2016 # $FOO expands in the guest
   run hull exec c1 sh -c 'echo in-guest-$FOO; exit 4' --env FOO=bar
   [ "$status" -eq 4 ]
+  # shellcheck disable=SC2016 # $FOO expands in the guest
   run hull exec --env FOO=bar c1 sh -c 'echo in-guest-$FOO'
   [ "$status" -eq 0 ]
   [[ "$output" == *in-guest-bar* ]]

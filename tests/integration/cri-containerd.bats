@@ -9,7 +9,8 @@ CRICTL=${CRICTL:-$(command -v crictl || echo /root/go/bin/crictl)}
 setup_file() {
   require_host
   [ -x "$CRICTL" ] || { echo "crictl missing (go install sigs.k8s.io/cri-tools/cmd/crictl@v1.37.0)" >&2; return 1; }
-  export C=$(mktemp -d /tmp/hull-cri.XXXXXX)
+  C=$(mktemp -d /tmp/hull-cri.XXXXXX)
+  export C
   write_config "$C/hull.toml"
   mkdir -p "$C/cni" "$C/logs"
   cat > "$C/cni/10-hull.conflist" <<JSON
@@ -43,7 +44,7 @@ state = "$C/state"
 TOML
   containerd --config "$C/containerd.toml" >"$C/containerd.log" 2>&1 &
   echo $! > "$C/containerd.pid"
-  for i in $(seq 1 100); do [ -S "$C/containerd.sock" ] && break; sleep 0.1; done
+  for _ in $(seq 1 100); do [ -S "$C/containerd.sock" ] && break; sleep 0.1; done
   # Images from archives built here: a busybox-based pause and a web image.
   local rootfs=$C/img
   mkdir -p "$rootfs"/{bin,etc,tmp,www,proc,sys,dev}
@@ -58,13 +59,8 @@ TOML
 teardown_file() {
   [ -n "${C:-}" ] || return 0
   for p in $(cri pods -q 2>/dev/null); do cri stopp "$p" >/dev/null 2>&1 || true; cri rmp -f "$p" >/dev/null 2>&1 || true; done
-  if [ -f "$C/containerd.pid" ]; then
-    kill "$(cat "$C/containerd.pid")" 2>/dev/null || true
-    for i in $(seq 1 50); do kill -0 "$(cat "$C/containerd.pid")" 2>/dev/null || break; sleep 0.2; done
-    kill -9 "$(cat "$C/containerd.pid")" 2>/dev/null || true
-  fi
-  for p in $(pgrep -f -- "$C" || true); do kill -9 "$p" 2>/dev/null || true; done
-  grep -F -- "$C" /proc/self/mountinfo | awk '{print $5}' | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+  stop_daemon "$C/containerd.pid" 10
+  kill_and_unmount "$C"
   ip link del hullcri0 2>/dev/null || true
   rm -rf "$C"
 }
@@ -78,8 +74,9 @@ qemus() { pgrep -fc -- "qemu-system.*$C" || true; }
 
 no_leaks() {
   [ "$(qemus)" = 0 ] || { echo "QEMU left" >&2; return 1; }
-  ! pgrep -f -- "__(monitor|proxy).*$C" >/dev/null || { echo "hull processes left" >&2; return 1; }
-  ! grep -F -- "$C/hull-root" /proc/self/mountinfo || { echo "mounts left" >&2; return 1; }
+  # A monitor or proxy names $C in its --root, before the hidden command.
+  if pgrep -fa -- "$C/.*__(monitor|proxy) " >&2; then echo "hull processes left" >&2; return 1; fi
+  if grep -F -- "$C/hull-root" /proc/self/mountinfo >&2; then echo "mounts left" >&2; return 1; fi
   [ -z "$(ls -A "$C/hull-root/k8s.io/containers" 2>/dev/null)" ] || { echo "state left" >&2; return 1; }
   [ -z "$(ls -A "$C/hull-root/k8s.io/sandboxes" 2>/dev/null)" ] || { echo "sandboxes left" >&2; return 1; }
 }
@@ -117,7 +114,7 @@ JSON
   run cri exec -s "$client" uname -r
   [ "$output" = "$web_kernel" ]
   # From one container to the other over the pod's localhost.
-  for i in $(seq 1 20); do
+  for _ in $(seq 1 20); do
     out=$(cri exec -s "$client" wget -qO- http://127.0.0.1:8080/ 2>&1) && break; sleep 0.5
   done
   [ "$out" = "hello from the pod" ]
@@ -140,8 +137,8 @@ JSON
 
 @test "three pods side by side: three VMs, each its own, all cleaned" {
   for n in 1 2 3; do
-    p[$n]=$(pod "q$n")
-    c[$n]=$(ctr_in "${p[$n]}" "q$n" "box$n" sh -c "echo q$n > /tmp/me; sleep 600")
+    p[n]=$(pod "q$n")
+    c[n]=$(ctr_in "${p[$n]}" "q$n" "box$n" sh -c "echo q$n > /tmp/me; sleep 600")
   done
   [ "$(qemus)" = 3 ]
   for n in 1 2 3; do

@@ -2,6 +2,8 @@
 # Docker end to end: a private dockerd (Debian's docker.io) with hull
 # registered as a runtime; images come from `docker import`, no registry.
 
+bats_require_minimum_version 1.5.0 # for run -N
+
 load helpers
 
 DOCKER=/usr/bin/docker
@@ -9,7 +11,8 @@ DOCKER=/usr/bin/docker
 setup_file() {
   require_host
   [ -x /usr/sbin/dockerd ] || { echo "dockerd missing (apt-get install docker.io)" >&2; return 1; }
-  export D=$(mktemp -d /tmp/hull-docker.XXXXXX)
+  D=$(mktemp -d /tmp/hull-docker.XXXXXX)
+  export D
   write_config "$D/hull.toml"
   cat > "$D/daemon.json" <<JSON
 {"runtimes": {"hull": {"path": "$HULL_BIN", "runtimeArgs": ["--config", "$HULL_CONFIG"]}}}
@@ -19,7 +22,7 @@ JSON
     >"$D/dockerd.log" 2>&1 &
   echo $! > "$D/dockerd.pid"
   export DOCKER_HOST=unix://$D/docker.sock
-  for i in $(seq 1 100); do $DOCKER info >/dev/null 2>&1 && break; sleep 0.2; done
+  for _ in $(seq 1 100); do $DOCKER info >/dev/null 2>&1 && break; sleep 0.2; done
   $DOCKER info >/dev/null
   # A busybox-static image with a web page, made without a registry.
   local rootfs=$D/img
@@ -33,14 +36,9 @@ JSON
 teardown_file() {
   [ -n "${D:-}" ] || return 0
   $DOCKER ps -aq 2>/dev/null | xargs -r $DOCKER rm -f >/dev/null 2>&1 || true
-  if [ -f "$D/dockerd.pid" ]; then
-    kill "$(cat "$D/dockerd.pid")" 2>/dev/null || true
-    for i in $(seq 1 100); do kill -0 "$(cat "$D/dockerd.pid")" 2>/dev/null || break; sleep 0.2; done
-    kill -9 "$(cat "$D/dockerd.pid")" 2>/dev/null || true
-  fi
+  stop_daemon "$D/dockerd.pid" 20
   # dockerd's own containerd and shims are gone with it; anything of ours left?
-  for p in $(pgrep -f -- "$D" || true); do kill -9 "$p" 2>/dev/null || true; done
-  grep -F -- "$D" /proc/self/mountinfo | awk '{print $5}' | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+  kill_and_unmount "$D"
   rm -rf "$D"
 }
 
@@ -51,8 +49,9 @@ qemus() { pgrep -fc -- "qemu-system.*$D" || true; }
 # no_leaks: no QEMU, monitor, proxy, share mount, netns or state of hull.
 no_leaks() {
   [ "$(qemus)" = 0 ] || { echo "QEMU left: $(pgrep -fa qemu-system)" >&2; return 1; }
-  ! pgrep -f -- "__(monitor|proxy).*$D" >/dev/null || { echo "hull processes left" >&2; return 1; }
-  ! grep -F -- "$D/exec/runtime-hull" /proc/self/mountinfo || { echo "mounts left" >&2; return 1; }
+  # A monitor or proxy names $D in its --root, before the hidden command.
+  if pgrep -fa -- "$D/.*__(monitor|proxy) " >&2; then echo "hull processes left" >&2; return 1; fi
+  if grep -F -- "$D/exec/runtime-hull" /proc/self/mountinfo >&2; then echo "mounts left" >&2; return 1; fi
   local st=$D/exec/runtime-hull/moby
   [ -z "$(ls -A "$st/containers" 2>/dev/null)" ] || { echo "state left: $(ls "$st/containers")" >&2; return 1; }
   [ -z "$(ls -A "$st/sandboxes" 2>/dev/null)" ] || { echo "sandboxes left" >&2; return 1; }
@@ -97,7 +96,7 @@ no_leaks() {
   [ "$(qemus)" = 2 ]
   ipa=$(d inspect -f '{{.NetworkSettings.IPAddress}}' peer-a)
   ok=
-  for i in $(seq 1 20); do
+  for _ in $(seq 1 20); do
     out=$(d exec peer-b wget -qO- "http://$ipa/" 2>&1) && { ok=1; break; }
     sleep 0.5
   done
@@ -116,7 +115,7 @@ no_leaks() {
   d run -d --name sig --runtime hull hull-busybox sh -c 'trap "echo got-usr1" USR1; while :; do sleep 0.2; done'
   sleep 1
   d kill -s USR1 sig
-  for i in $(seq 1 50); do d logs sig | grep -q got-usr1 && break; sleep 0.2; done
+  for _ in $(seq 1 50); do d logs sig | grep -q got-usr1 && break; sleep 0.2; done
   d logs sig | grep -q got-usr1
   d rm -f sig
   no_leaks
@@ -147,7 +146,8 @@ no_leaks() {
   d run -d --name gone --runtime hull hull-busybox sleep 600
   d rm -f gone
   no_leaks
-  ! grep -i "level=error" "$D/dockerd.log" | grep -i hull
+  # shellcheck disable=SC2016 # $1 is the inner shell's
+  run -1 bash -c 'grep -i "level=error" "$1" | grep -i hull' _ "$D/dockerd.log"
 }
 
 @test "--net=host is refused with a clear error" {

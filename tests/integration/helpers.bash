@@ -62,8 +62,8 @@ edit_spec() {
 
 # wait_status ID STATUS [SECONDS]
 wait_status() {
-  local i
-  for i in $(seq 1 $(( ${3:-30} * 10 ))); do
+  local _
+  for _ in $(seq 1 $(( ${3:-30} * 10 ))); do
     [ "$(hull state "$1" 2>/dev/null | jq -r .status)" = "$2" ] && return 0
     sleep 0.1
   done
@@ -73,8 +73,8 @@ wait_status() {
 
 # wait_file FILE PATTERN [SECONDS]
 wait_file() {
-  local i
-  for i in $(seq 1 $(( ${3:-30} * 10 ))); do
+  local _
+  for _ in $(seq 1 $(( ${3:-30} * 10 ))); do
     grep -q -- "$2" "$1" 2>/dev/null && return 0
     sleep 0.1
   done
@@ -84,13 +84,23 @@ wait_file() {
 
 # wait_exists FILE [SECONDS]
 wait_exists() {
-  local i
-  for i in $(seq 1 $(( ${2:-30} * 10 ))); do
+  local _
+  for _ in $(seq 1 $(( ${2:-30} * 10 ))); do
     [ -e "$1" ] && return 0
     sleep 0.1
   done
   echo "$1 never appeared" >&2
   return 1
+}
+
+# exited PID succeeds once the process has exited: it is gone, or a zombie
+# its parent has not reaped yet. A proxy or QEMU whose parent went is
+# reaped by PID 1, which may take seconds; kill -0 still reaches a zombie.
+exited() {
+  local stat
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
+  stat=${stat##*) }
+  [ "${stat%% *}" = Z ]
 }
 
 # leaks prints what a test left behind under $T: QEMU or hull processes,
@@ -99,11 +109,30 @@ leaks() {
   local p
   for p in $(pgrep -f -- "$T" || true); do
     [ "$p" = "$$" ] && continue
-    echo "process $p: $(tr '\0' ' ' < /proc/$p/cmdline 2>/dev/null)"
+    echo "process $p: $(tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null)"
   done
   grep -F -- "$T" /proc/self/mountinfo | sed 's/^/mount /' || true
-  [ -d "$ROOT/containers" ] && find "$ROOT/containers" -mindepth 1 -maxdepth 1 | sed 's/^/state /' || true
-  [ -d "$ROOT/sandboxes" ] && find "$ROOT/sandboxes" -mindepth 1 -maxdepth 1 | sed 's/^/sandbox /' || true
+  if [ -d "$ROOT/containers" ]; then find "$ROOT/containers" -mindepth 1 -maxdepth 1 | sed 's/^/state /'; fi
+  if [ -d "$ROOT/sandboxes" ]; then find "$ROOT/sandboxes" -mindepth 1 -maxdepth 1 | sed 's/^/sandbox /'; fi
+}
+
+# kill_and_unmount DIR SIGKILLs every process whose command line names DIR
+# and lazily unmounts everything under it, deepest first, so DIR can go.
+kill_and_unmount() {
+  local p
+  for p in $(pgrep -f -- "$1" || true); do kill -9 "$p" 2>/dev/null || true; done
+  grep -F -- "$1" /proc/self/mountinfo | awk '{print $5}' | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+}
+
+# stop_daemon PIDFILE SECONDS: SIGTERM to the daemon, SIGKILL if it is still
+# there after SECONDS.
+stop_daemon() {
+  [ -f "$1" ] || return 0
+  local pid _
+  pid=$(cat "$1")
+  kill "$pid" 2>/dev/null || true
+  for _ in $(seq 1 $(( $2 * 5 ))); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+  kill -9 "$pid" 2>/dev/null || true
 }
 
 # teardown_hull deletes whatever the test left, then fails if anything of it
@@ -116,8 +145,7 @@ teardown_hull() {
   left=$(leaks)
   if [ -n "$left" ]; then
     echo "LEAKED:" >&2; echo "$left" >&2
-    for p in $(pgrep -f -- "$T" || true); do kill -9 "$p" 2>/dev/null || true; done
-    grep -F -- "$T" /proc/self/mountinfo | awk '{print $5}' | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+    kill_and_unmount "$T"
     return 1
   fi
   rm -rf "$T"

@@ -19,10 +19,10 @@ import (
 	"testing"
 	"time"
 
-	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/hull-runtime/hull/runtime"
+	"github.com/hull-runtime/hull/tests/fixture"
 )
 
 // guests are the kernel+initrd pairs under test, built by `make guest`.
@@ -62,53 +62,10 @@ func requireHost(t *testing.T) {
 func newBundle(t *testing.T, dir string) string {
 	t.Helper()
 	bundle := filepath.Join(dir, "bundle")
-	rootfs := filepath.Join(bundle, "rootfs")
-	for _, d := range []string{"bin", "proc", "sys", "dev", "tmp", "etc", "data"} {
-		if err := os.MkdirAll(filepath.Join(rootfs, d), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	bb, err := os.ReadFile("/bin/busybox")
-	if err != nil {
-		t.Fatalf("busybox-static is needed: %v", err)
-	}
-	if err := os.WriteFile(filepath.Join(rootfs, "bin/busybox"), bb, 0o755); err != nil {
+	if _, err := fixture.Rootfs(bundle); err != nil {
 		t.Fatal(err)
 	}
-	for _, applet := range []string{"sh", "uname", "sha256sum", "cat", "ls", "echo", "sleep", "true", "date"} {
-		if err := os.Symlink("busybox", filepath.Join(rootfs, "bin", applet)); err != nil {
-			t.Fatal(err)
-		}
-	}
 	return bundle
-}
-
-func specFor(args ...string) *specs.Spec {
-	s := runtime.DefaultSpec()
-	s.Process.Terminal = false
-	s.Process.Args = args
-	s.Root.Readonly = false
-	return s
-}
-
-// leaks lists what of dir is still there: QEMU processes naming it, mounts
-// under it.
-func leaks(dir string) []string {
-	var out []string
-	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	for _, p := range procs {
-		b, err := os.ReadFile(p)
-		if err == nil && bytes.Contains(b, []byte(dir)) && bytes.Contains(b, []byte("qemu")) {
-			out = append(out, "process "+filepath.Base(filepath.Dir(p)))
-		}
-	}
-	mi, _ := os.ReadFile("/proc/self/mountinfo")
-	for _, l := range strings.Split(string(mi), "\n") {
-		if strings.Contains(l, dir) {
-			out = append(out, "mount "+l)
-		}
-	}
-	return out
 }
 
 func TestSandboxRunsContainers(t *testing.T) {
@@ -124,7 +81,7 @@ func TestSandboxRunsContainers(t *testing.T) {
 		t.Run(g.name, func(t *testing.T) {
 			dir := t.TempDir()
 			t.Cleanup(func() {
-				if l := leaks(dir); len(l) > 0 {
+				if l := fixture.Leftovers(dir, 0); len(l) > 0 {
 					t.Errorf("left behind: %v", l)
 				}
 			})
@@ -162,7 +119,7 @@ func TestSandboxRunsContainers(t *testing.T) {
 			run := func(cid string, args ...string) (int, string, string) {
 				t.Helper()
 				var stdout, stderr bytes.Buffer
-				status, err := sb.Guest().Run(ctx, cid, bundle, specFor(args...), runtime.Stdio{Stdout: &stdout, Stderr: &stderr})
+				status, err := sb.Guest().Run(ctx, cid, bundle, fixture.Spec(args...), runtime.Stdio{Stdout: &stdout, Stderr: &stderr})
 				if err != nil {
 					t.Fatalf("run %v: %v", args, err)
 				}
@@ -211,7 +168,7 @@ func TestSandboxRunsContainers(t *testing.T) {
 			if _, err := os.Stat(sbDir); !os.IsNotExist(err) {
 				t.Errorf("sandbox dir still there: %v", err)
 			}
-			if l := leaks(dir); len(l) > 0 {
+			if l := fixture.Leftovers(dir, 0); len(l) > 0 {
 				t.Fatalf("left behind after stop: %v", l)
 			}
 			fmt.Fprintln(os.Stderr, g.name, "ok")
