@@ -4,6 +4,8 @@
 # the same bundle under runc on this host too, with the same assertions, so
 # that "what runc does" is measured here, not remembered.
 
+# The container's shell and awk expand what stands in single quotes here.
+# shellcheck disable=SC2016
 bats_require_minimum_version 1.5.0
 
 load helpers
