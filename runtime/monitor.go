@@ -37,6 +37,8 @@ type SandboxInfo struct {
 	Timings    []Step     `json:"timings"`
 	Started    time.Time  `json:"started"`
 	Monitor    ProcessRef `json:"monitor"`
+	// QEMU lets a delete end a QEMU that outlived its monitor.
+	QEMU ProcessRef `json:"qemu"`
 }
 
 // MonitorOptions start a sandbox monitor.
@@ -111,8 +113,9 @@ func RunMonitor(ctx context.Context, o MonitorOptions) (err error) {
 		return fmt.Errorf("monitor %s: %w", sb.ID, err)
 	}
 	go func() { _ = srv.Serve(context.Background(), l) }()
+	qemu, _ := RefOf(sb.VM().PID()) // a QEMU already gone is found by the wait below
 	info := SandboxInfo{ID: sb.ID, MonitorPID: os.Getpid(), QEMUPID: sb.VM().PID(), Accel: sb.Accel.Name,
-		AccelWhy: sb.Accel.Reason, Timings: sb.Timings, Started: time.Now(), Monitor: self}
+		AccelWhy: sb.Accel.Reason, Timings: sb.Timings, Started: time.Now(), Monitor: self, QEMU: qemu}
 	if err := writeJSON(filepath.Join(sb.Dir, sandboxInfo), info); err != nil {
 		srv.Close()
 		_ = sb.Stop(context.Background())

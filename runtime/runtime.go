@@ -259,6 +259,13 @@ func (r *Runtime) destroySandbox(ctx context.Context, sid string) error {
 		monitor.Kill()
 		waitGone(monitor, 5*time.Second)
 	}
+	// QEMU dies with its monitor; one that did not (the monitor was killed
+	// and the death signal was lost) is ended here, by its recorded start.
+	if info, ierr := ReadSandboxInfo(r.Store, sid); ierr == nil && info.QEMU.Alive() {
+		r.Log.Warn("QEMU outlived its monitor", "sandbox", sid, "pid", info.QEMU.PID)
+		info.QEMU.Kill()
+		waitGone(info.QEMU, 5*time.Second)
+	}
 	if err := RemoveNetNS(r.Store.NetNSPath(sid)); err != nil {
 		return fmt.Errorf("destroy sandbox %s: %w", sid, err)
 	}
