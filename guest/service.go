@@ -75,7 +75,13 @@ type container struct {
 	bundle string
 	runc   Runtime
 	init   *process
-	execs  map[string]*process
+
+	// Guarded by Service.mu. A nil entry in execs reserves an exec ID
+	// whose process is still starting. removed is set when
+	// RemoveContainer takes the container out of the service; an exec
+	// that finishes starting after that releases its own process.
+	execs   map[string]*process
+	removed bool
 }
 
 var _ agentproto.AgentService = (*Service)(nil)
@@ -235,6 +241,11 @@ func (s *Service) initPID(id string) (int, error) {
 func (s *Service) container(id string) (*container, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.containerLocked(id)
+}
+
+// containerLocked is container for a caller holding s.mu.
+func (s *Service) containerLocked(id string) (*container, error) {
 	c, ok := s.containers[id]
 	if !ok || c.init == nil {
 		return nil, errNotFound("container " + id)
@@ -287,15 +298,37 @@ func (s *Service) RemoveContainer(ctx context.Context, req *agentproto.RemoveCon
 	if err := c.runc.Delete(ctx, c.id, &runc.DeleteOpts{Force: req.Force}); err != nil {
 		return nil, status.Errorf(codes.Unknown, "remove container %s: %v", c.id, runcError(err, c.bundle))
 	}
-	s.mu.Lock()
-	delete(s.containers, c.id)
-	s.mu.Unlock()
+	execs, err := s.forget(c)
+	if err != nil {
+		return nil, err
+	}
 	c.init.release()
-	for _, p := range c.execs {
+	for _, p := range execs {
 		p.release()
 	}
 	_ = os.RemoveAll(c.bundle)
 	return &agentproto.Empty{}, nil
+}
+
+// forget takes c out of the service and returns its started execs, whose
+// streams the caller releases. Execs still starting are left to release
+// their own (addExec refuses them). A concurrent remove that got there
+// first makes it NotFound.
+func (s *Service) forget(c *container) ([]*process, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c.removed {
+		return nil, errNotFound("container " + c.id)
+	}
+	c.removed = true
+	delete(s.containers, c.id)
+	var started []*process
+	for _, p := range c.execs {
+		if p != nil {
+			started = append(started, p)
+		}
+	}
+	return started, nil
 }
 
 // PauseContainer freezes the container.
@@ -379,34 +412,56 @@ func (s *Service) ExecProcess(ctx context.Context, req *agentproto.ExecProcessRe
 	if err := validID(req.ExecId); err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
-	c, err := s.container(req.ContainerId)
+	var proc specs.Process
+	if err := json.Unmarshal(req.Process, &proc); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "exec in %s: process: %v", req.ContainerId, err)
+	}
+	proc.ApparmorProfile, proc.SelinuxLabel = "", ""
+	c, err := s.reserveExec(req.ContainerId, req.ExecId)
 	if err != nil {
 		return nil, err
 	}
-	var proc specs.Process
-	if err := json.Unmarshal(req.Process, &proc); err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "exec in %s: process: %v", c.id, err)
-	}
-	proc.ApparmorProfile, proc.SelinuxLabel = "", ""
-	s.mu.Lock()
-	if _, ok := c.execs[req.ExecId]; ok {
-		s.mu.Unlock()
-		return nil, status.Errorf(codes.AlreadyExists, "exec %s already exists in %s", req.ExecId, c.id)
-	}
-	c.execs[req.ExecId] = nil // reserve
-	s.mu.Unlock()
 	p, err := s.exec(ctx, c, req.ExecId, proc, req.Stdin)
-	s.mu.Lock()
 	if err != nil {
+		s.mu.Lock()
 		delete(c.execs, req.ExecId)
-	} else {
-		c.execs[req.ExecId] = p
-	}
-	s.mu.Unlock()
-	if err != nil {
+		s.mu.Unlock()
 		return nil, status.Errorf(codes.Unknown, "exec in %s: %v", c.id, err)
 	}
+	if err := s.addExec(c, req.ExecId, p); err != nil {
+		p.release()
+		return nil, err
+	}
 	return &agentproto.Empty{}, nil
+}
+
+// reserveExec holds an exec ID in a live container while its process
+// starts; the lookup and the reservation are one step, so that a removal
+// cannot come between them.
+func (s *Service) reserveExec(cid, eid string) (*container, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, err := s.containerLocked(cid)
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := c.execs[eid]; ok {
+		return nil, status.Errorf(codes.AlreadyExists, "exec %s already exists in %s", eid, cid)
+	}
+	c.execs[eid] = nil
+	return c, nil
+}
+
+// addExec fills a reservation with the started process, unless the
+// container was removed meanwhile: then the caller releases p.
+func (s *Service) addExec(c *container, eid string, p *process) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c.removed {
+		return status.Errorf(codes.NotFound, "container %s was removed while exec %s started", c.id, eid)
+	}
+	c.execs[eid] = p
+	return nil
 }
 
 func (s *Service) exec(ctx context.Context, c *container, eid string, proc specs.Process, stdin bool) (*process, error) {
@@ -582,9 +637,17 @@ func (s *Service) CloseProcess(_ context.Context, req *agentproto.ProcessRequest
 	default:
 		return nil, status.Errorf(codes.FailedPrecondition, "process %s is still running", req.ExecId)
 	}
+	// Whoever takes p out of the container releases it: this call, a
+	// concurrent one, or RemoveContainer.
 	s.mu.Lock()
-	delete(c.execs, req.ExecId)
+	mine := !c.removed && c.execs[req.ExecId] == p
+	if mine {
+		delete(c.execs, req.ExecId)
+	}
 	s.mu.Unlock()
+	if !mine {
+		return nil, errNotFound("process " + req.ExecId + " of container " + req.ContainerId)
+	}
 	p.release()
 	return &agentproto.Empty{}, nil
 }
