@@ -10,6 +10,7 @@ import (
 
 	"github.com/containerd/console"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/hull-runtime/hull/agentproto"
 )
@@ -59,6 +60,9 @@ func (r *Runtime) Exec(ctx context.Context, req ExecRequest) (int, error) {
 	if req.Process.Cwd == "" {
 		req.Process.Cwd = "/"
 	}
+	if req.Detach && req.Process.Terminal && req.ConsoleSocket == "" {
+		return -1, fmt.Errorf("exec %s: a detached terminal needs --console-socket", req.ID)
+	}
 	st, err := r.load(req.ID)
 	if err != nil {
 		return -1, err
@@ -94,47 +98,92 @@ func (r *Runtime) Exec(ctx context.Context, req ExecRequest) (int, error) {
 	if !req.Detach {
 		return r.execForeground(ctx, g, req, eid, stdio)
 	}
+	if err := r.execDetached(st, req, eid, stdio); err != nil {
+		r.killExec(context.WithoutCancel(ctx), g, req.ID, eid)
+		return -1, fmt.Errorf("exec in %s: %w", req.ID, err)
+	}
+	return 0, nil
+}
+
+// execDetached hands an exec that runs in the guest to a proxy of its own,
+// records the proxy in the container's state and writes its PID to the pid
+// file. On error the proxy is gone; the guest process is the caller's.
+func (r *Runtime) execDetached(st *ContainerState, req ExecRequest, eid string, stdio [3]*os.File) error {
 	if req.Process.Terminal {
-		if req.ConsoleSocket == "" {
-			return -1, fmt.Errorf("exec %s: a detached terminal needs --console-socket", req.ID)
-		}
 		slave, err := sendPty(req.ConsoleSocket)
 		if err != nil {
-			return -1, err
+			return err
 		}
 		defer slave.Close()
 		stdio = [3]*os.File{slave, slave, slave}
 	}
 	proxy, err := r.spawnProxy(ProxySpec{SandboxID: st.SandboxID, ID: req.ID, ExecID: eid, Terminal: req.Process.Terminal, Stdio: stdio, Cgroup: st.CgroupsPath})
 	if err != nil {
-		return -1, err
+		return err
 	}
 	if err := proxy.Go(); err != nil {
 		proxy.Kill()
-		return -1, err
+		return err
 	}
-	ref := proxy.Ref
+	if err := r.recordExec(req.ID, eid, proxy.Ref); err != nil {
+		proxy.Kill()
+		return err
+	}
+	// Last, as for create: whoever waits for the pid file may act on the
+	// exec at once.
 	if req.PidFile != "" {
-		if err := writePidFile(req.PidFile, ref.PID); err != nil {
-			return -1, err
+		if err := writePidFile(req.PidFile, proxy.Ref.PID); err != nil {
+			proxy.Kill()
+			return err
 		}
 	}
-	if unlock, err := r.Store.Lock(req.ID); err == nil {
-		if cur, err := r.Store.Load(req.ID); err == nil {
-			if cur.Execs == nil {
-				cur.Execs = map[string]ProcessRef{}
-			}
-			for k, e := range cur.Execs {
-				if !e.Alive() {
-					delete(cur.Execs, k)
-				}
-			}
-			cur.Execs[eid] = ref
-			_ = r.Store.Save(cur)
-		}
-		unlock()
+	return nil
+}
+
+// recordExec adds an exec's proxy to the container's state (for ps, kill
+// and delete), dropping the records of proxies that have exited.
+func (r *Runtime) recordExec(id, eid string, proxy ProcessRef) error {
+	unlock, err := r.Store.Lock(id)
+	if err != nil {
+		return fmt.Errorf("record exec %s: %w", eid, err)
 	}
-	return 0, nil
+	defer unlock()
+	st, err := r.Store.Load(id)
+	if err != nil {
+		return fmt.Errorf("record exec %s: %w", eid, err)
+	}
+	if st.Execs == nil {
+		st.Execs = map[string]ProcessRef{}
+	}
+	for k, e := range st.Execs {
+		if !e.Alive() {
+			delete(st.Execs, k)
+		}
+	}
+	st.Execs[eid] = proxy
+	if err := r.Store.Save(st); err != nil {
+		return fmt.Errorf("record exec %s: %w", eid, err)
+	}
+	return nil
+}
+
+// killExec ends an exec that started in the guest but could not be handed
+// over, and forgets it there. It is cleanup on a failing path: what goes
+// wrong is logged, not returned.
+func (r *Runtime) killExec(ctx context.Context, g *Guest, cid, eid string) {
+	rctx, cancel := g.ctx(ctx)
+	defer cancel()
+	proc := &agentproto.ProcessRequest{ContainerId: cid, ExecId: eid}
+	_, err := g.Agent.SignalProcess(rctx, &agentproto.SignalProcessRequest{ContainerId: cid, ExecId: eid, Signal: uint32(unix.SIGKILL)})
+	if err == nil {
+		_, err = g.Agent.WaitProcess(rctx, proc)
+	}
+	if err == nil {
+		_, err = g.Agent.CloseProcess(rctx, proc)
+	}
+	if err != nil {
+		r.Log.Debug("kill exec", "container", cid, "exec", eid, "err", err)
+	}
 }
 
 func (r *Runtime) execForeground(ctx context.Context, g *Guest, req ExecRequest, eid string, stdio [3]*os.File) (int, error) {

@@ -1,0 +1,64 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/hull-runtime/hull/agentproto"
+)
+
+// A detached exec whose record cannot be saved (here: a delete removed the
+// container while the exec started) fails, and leaves neither its proxy
+// nor its process in the guest nor a pid file.
+func TestExecFailsWhenItsRecordCannotBeSaved(t *testing.T) {
+	r := fakeRuntime(t)
+	saveContainer(t, r, "c1", Running)
+	agent := &fakeAgent{exec: func(*agentproto.ExecProcessRequest) error {
+		return r.Store.Remove("c1")
+	}}
+	serveMonitor(t, r, "c1", agent)
+
+	stdin, stdinW := pipe(t)
+	// Closing stdin ends the fake proxy, should Exec leave it running.
+	t.Cleanup(func() { stdinW.Close() })
+	// The proxy holds the only other end of out: EOF means it is gone.
+	out, outW := pipe(t)
+	pidFile := filepath.Join(t.TempDir(), "exec.pid")
+	_, err := r.Exec(context.Background(), ExecRequest{ID: "c1", Process: specs.Process{Args: []string{"true"}},
+		Detach: true, PidFile: pidFile, Stdio: [3]*os.File{stdin, outW, outW}})
+	outW.Close()
+	if !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Exec with its container gone: %v, want ErrNotFound", err)
+	}
+	if _, err := os.Stat(pidFile); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("pid file written for a failed exec: %v", err)
+	}
+	sigs := agent.signals()
+	if len(sigs) != 1 || sigs[0].ExecId == "" || sigs[0].Signal != uint32(unix.SIGKILL) {
+		t.Errorf("signals to the guest: %v, want one SIGKILL to the exec", sigs)
+	}
+	if err := out.SetReadDeadline(time.Now().Add(5 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := out.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+		t.Errorf("the exec's proxy still holds its stdout: %v", err)
+	}
+}
+
+func pipe(t *testing.T) (r, w *os.File) {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close(); w.Close() })
+	return r, w
+}
