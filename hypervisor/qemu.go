@@ -104,7 +104,9 @@ func (q *QEMU) Start(ctx context.Context) error {
 		close(q.done)
 	}()
 	if err := q.connectQMP(ctx); err != nil {
-		q.kill()
+		if kerr := q.kill(); kerr != nil {
+			return fmt.Errorf("start qemu: %w (and could not end it: %w)", err, kerr)
+		}
 		return fmt.Errorf("start qemu: %w%s", err, q.stderrTail())
 	}
 	// QEMU made its sockets; they are for the owner alone.
@@ -269,9 +271,10 @@ func (q *QEMU) simple(command string) error {
 }
 
 // Stop ends the VM: an ACPI power-down (where the machine has ACPI), then
-// quit, then SIGKILL, each step
-// given its timeout; when ctx ends it goes straight to SIGKILL. It returns
-// once QEMU has exited.
+// quit, each step given its timeout, then SIGKILL; when ctx ends it goes
+// straight to SIGKILL. It returns nil when QEMU exited by itself or on one
+// of the requests, and otherwise why it had to be killed, or why it could
+// not be.
 func (q *QEMU) Stop(ctx context.Context) error {
 	if q.cmd == nil {
 		return nil
@@ -286,23 +289,43 @@ func (q *QEMU) Stop(ctx context.Context) error {
 	if !q.cfg.HasACPI() {
 		steps = steps[1:] // nothing in the guest hears a power button
 	}
+	var why error // why QEMU is still running
 	for _, s := range steps {
-		if q.exited() || ctx.Err() != nil {
+		if q.exited() {
 			break
 		}
-		sctx, cancel := context.WithTimeout(ctx, s.wait)
-		if _, err := q.run(sctx, s.command, nil); err != nil && !errors.Is(err, ErrExited) {
-			q.log.Debug("stop qemu", "step", s.command, "err", err)
+		if why = ctx.Err(); why != nil {
+			break
 		}
-		select {
-		case <-q.done:
-		case <-sctx.Done():
-		}
-		cancel()
+		why = q.stopStep(ctx, s.command, s.wait)
 	}
-	q.kill()
-	q.closeMonitor()
-	return nil
+	if q.exited() {
+		q.closeMonitor()
+		return nil
+	}
+	if err := q.kill(); err != nil {
+		return fmt.Errorf("stop qemu: %w (after %w)", err, why)
+	}
+	return fmt.Errorf("stop qemu: killed: %w", why)
+}
+
+// stopStep sends one shutdown command and waits up to wait for QEMU to
+// exit; it returns why QEMU has not.
+func (q *QEMU) stopStep(ctx context.Context, command string, wait time.Duration) error {
+	sctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	if _, err := q.run(sctx, command, nil); err != nil && !errors.Is(err, ErrExited) {
+		q.log.Debug("stop qemu", "step", command, "err", err)
+	}
+	select {
+	case <-q.done:
+		return nil
+	case <-sctx.Done():
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("%s: %w", command, err)
+		}
+		return fmt.Errorf("%s: still running after %s", command, wait)
+	}
 }
 
 func (q *QEMU) exited() bool {
@@ -314,14 +337,22 @@ func (q *QEMU) exited() bool {
 	}
 }
 
-// kill ends QEMU at once and waits for it.
-func (q *QEMU) kill() {
+// kill ends QEMU at once and waits, up to the quit timeout, for it to be
+// gone.
+func (q *QEMU) kill() error {
 	if q.cmd == nil || q.exited() {
-		return
+		return nil
 	}
-	_ = q.cmd.Process.Kill()
-	<-q.done
+	if err := q.cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return fmt.Errorf("kill pid %d: %w", q.cmd.Process.Pid, err)
+	}
+	select {
+	case <-q.done:
+	case <-time.After(q.timeouts.Quit):
+		return fmt.Errorf("pid %d still running %s after SIGKILL", q.cmd.Process.Pid, q.timeouts.Quit)
+	}
 	q.closeMonitor()
+	return nil
 }
 
 func (q *QEMU) closeMonitor() {

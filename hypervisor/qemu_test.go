@@ -185,7 +185,7 @@ func TestQEMUStartStop(t *testing.T) {
 		t.Fatalf("Start: %v", err)
 	}
 	// Whatever fails below, leave no fake QEMU behind.
-	t.Cleanup(q.kill)
+	t.Cleanup(func() { _ = q.kill() })
 
 	if q.PID() <= 0 {
 		t.Errorf("PID() after Start = %d, want > 0", q.PID())
@@ -233,7 +233,7 @@ func TestQEMUStartExitsEarly(t *testing.T) {
 	defer cancel()
 	err := q.Start(ctx)
 	if err == nil {
-		q.kill()
+		_ = q.kill()
 		t.Fatal("Start succeeded with a QEMU that exits at once")
 	}
 	if !errors.Is(err, ErrExited) {
@@ -254,7 +254,7 @@ func TestQEMUStartInvalidConfig(t *testing.T) {
 	cfg.VCPUs = 0
 	q := New(cfg, WithTimeouts(testTimeouts))
 	if err := q.Start(context.Background()); err == nil {
-		q.kill()
+		_ = q.kill()
 		t.Fatal("Start succeeded with VCPUs = 0")
 	}
 	if q.PID() != 0 {
@@ -308,7 +308,11 @@ func TestQEMUStopHungQMP(t *testing.T) {
 	errc := make(chan error, 1)
 	go func() { errc <- q.Stop(ctx) }()
 	select {
-	case <-errc:
+	case err := <-errc:
+		// Gone, but not by a shutdown: the caller hears why.
+		if err == nil || !strings.Contains(err.Error(), "killed") {
+			t.Errorf("Stop of a QEMU it had to kill = %v, want an error saying so", err)
+		}
 	case <-time.After(testTimeouts.Powerdown + testTimeouts.Quit + 2*time.Second):
 		t.Error("Stop still blocked on an unanswered QMP command past its context and timeouts")
 		killFake(t, q)
