@@ -144,11 +144,11 @@ func (b *bench) tunedSandbox(ctx context.Context, i int, bundle string) (err err
 	}
 	runStart := lap
 	if err := g.CreateContainer(ctx, cid, bundle, fixture.Spec("true"), false); err != nil {
-		return err
+		return fmt.Errorf("create container %s: %w", cid, err)
 	}
 	split("create")
 	if err := g.StartContainer(ctx, cid); err != nil {
-		return err
+		return fmt.Errorf("start container %s: %w", cid, err)
 	}
 	split("start")
 	status, err := runtime.Relay(ctx, g.Agent, cid, "", runtime.Stdio{})
@@ -160,7 +160,7 @@ func (b *bench) tunedSandbox(ctx context.Context, i int, bundle string) (err err
 	}
 	split("wait")
 	if err := g.RemoveContainer(ctx, cid, true); err != nil {
-		return err
+		return fmt.Errorf("remove container %s: %w", cid, err)
 	}
 	split("remove")
 	b.s.Add("container_run_true", ms(time.Since(runStart)))

@@ -62,7 +62,8 @@ type Config struct {
 	Log   *slog.Logger
 }
 
-// Service implements agentproto.AgentService.
+// Service implements agentproto.AgentService. Its errors say what failed in
+// the guest; the caller, which knows the request, names it and the container.
 type Service struct {
 	cfg Config
 
@@ -111,19 +112,19 @@ func (s *Service) CreateContainer(ctx context.Context, req *agentproto.CreateCon
 	}
 	var spec specs.Spec
 	if err := json.Unmarshal(req.Spec, &spec); err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "container %s: spec: %v", req.ContainerId, err)
+		return nil, status.Errorf(codes.InvalidArgument, "spec: %v", err)
 	}
 	if err := s.cfg.Ready(ctx); err != nil {
-		return nil, status.Errorf(codes.Unavailable, "container %s: guest setup: %v", req.ContainerId, err)
+		return nil, status.Errorf(codes.Unavailable, "guest setup: %v", err)
 	}
 	if err := toGuestSpec(&spec, req.ContainerId, s.cfg.ShareDir); err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "container %s: %v", req.ContainerId, err)
+		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	if err := joinContainerNamespaces(&spec, s.initPID); err != nil {
-		return nil, status.Errorf(codes.FailedPrecondition, "container %s: %v", req.ContainerId, err)
+		return nil, status.Error(codes.FailedPrecondition, err.Error())
 	}
 	if err := setSysctls(s.cfg.ProcSys, takeNetSysctls(&spec)); err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "container %s: %v", req.ContainerId, err)
+		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	s.mu.Lock()
 	if _, ok := s.containers[req.ContainerId]; ok {
@@ -141,7 +142,7 @@ func (s *Service) CreateContainer(ctx context.Context, req *agentproto.CreateCon
 		delete(s.containers, c.id)
 		s.mu.Unlock()
 		_ = os.RemoveAll(c.bundle)
-		return nil, status.Errorf(codes.Unknown, "create container %s: %v", c.id, err)
+		return nil, status.Error(codes.Unknown, err.Error())
 	}
 	s.mu.Lock()
 	c.init = p
@@ -277,7 +278,7 @@ func (s *Service) StartContainer(ctx context.Context, req *agentproto.ContainerR
 		return nil, err
 	}
 	if err := c.runc.Start(ctx, c.id); err != nil {
-		return nil, status.Errorf(codes.FailedPrecondition, "start container %s: %v", c.id, runcError(err, c.bundle))
+		return nil, status.Error(codes.FailedPrecondition, runcError(err, c.bundle).Error())
 	}
 	return &agentproto.Empty{}, nil
 }
@@ -296,7 +297,7 @@ func (s *Service) RemoveContainer(ctx context.Context, req *agentproto.RemoveCon
 		}
 	}
 	if err := c.runc.Delete(ctx, c.id, &runc.DeleteOpts{Force: req.Force}); err != nil {
-		return nil, status.Errorf(codes.Unknown, "remove container %s: %v", c.id, runcError(err, c.bundle))
+		return nil, status.Error(codes.Unknown, runcError(err, c.bundle).Error())
 	}
 	execs, err := s.forget(c)
 	if err != nil {
@@ -333,21 +334,21 @@ func (s *Service) forget(c *container) ([]*process, error) {
 
 // PauseContainer freezes the container.
 func (s *Service) PauseContainer(ctx context.Context, req *agentproto.ContainerRequest) (*agentproto.Empty, error) {
-	return s.runcOp(ctx, req.ContainerId, "pause", Runtime.Pause)
+	return s.runcOp(ctx, req.ContainerId, Runtime.Pause)
 }
 
 // ResumeContainer thaws the container.
 func (s *Service) ResumeContainer(ctx context.Context, req *agentproto.ContainerRequest) (*agentproto.Empty, error) {
-	return s.runcOp(ctx, req.ContainerId, "resume", Runtime.Resume)
+	return s.runcOp(ctx, req.ContainerId, Runtime.Resume)
 }
 
-func (s *Service) runcOp(ctx context.Context, id, name string, op func(Runtime, context.Context, string) error) (*agentproto.Empty, error) {
+func (s *Service) runcOp(ctx context.Context, id string, op func(Runtime, context.Context, string) error) (*agentproto.Empty, error) {
 	c, err := s.container(id)
 	if err != nil {
 		return nil, err
 	}
 	if err := op(c.runc, ctx, c.id); err != nil {
-		return nil, status.Errorf(codes.FailedPrecondition, "%s container %s: %v", name, c.id, runcError(err, c.bundle))
+		return nil, status.Error(codes.FailedPrecondition, runcError(err, c.bundle).Error())
 	}
 	return &agentproto.Empty{}, nil
 }
@@ -360,10 +361,10 @@ func (s *Service) UpdateContainer(ctx context.Context, req *agentproto.UpdateCon
 	}
 	var r specs.LinuxResources
 	if err := json.Unmarshal(req.Resources, &r); err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "update container %s: resources: %v", c.id, err)
+		return nil, status.Errorf(codes.InvalidArgument, "resources: %v", err)
 	}
 	if err := c.runc.Update(ctx, c.id, &r); err != nil {
-		return nil, status.Errorf(codes.Unknown, "update container %s: %v", c.id, runcError(err, c.bundle))
+		return nil, status.Error(codes.Unknown, runcError(err, c.bundle).Error())
 	}
 	return &agentproto.Empty{}, nil
 }
@@ -398,7 +399,7 @@ func (s *Service) ListProcesses(ctx context.Context, req *agentproto.ContainerRe
 	}
 	pids, err := c.runc.Ps(ctx, c.id)
 	if err != nil {
-		return nil, status.Errorf(codes.Unknown, "ps %s: %v", c.id, runcError(err, c.bundle))
+		return nil, status.Error(codes.Unknown, runcError(err, c.bundle).Error())
 	}
 	out := make([]int32, len(pids))
 	for i, p := range pids {
@@ -414,7 +415,7 @@ func (s *Service) ExecProcess(ctx context.Context, req *agentproto.ExecProcessRe
 	}
 	var proc specs.Process
 	if err := json.Unmarshal(req.Process, &proc); err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "exec in %s: process: %v", req.ContainerId, err)
+		return nil, status.Errorf(codes.InvalidArgument, "process: %v", err)
 	}
 	proc.ApparmorProfile, proc.SelinuxLabel = "", ""
 	c, err := s.reserveExec(req.ContainerId, req.ExecId)
@@ -426,7 +427,7 @@ func (s *Service) ExecProcess(ctx context.Context, req *agentproto.ExecProcessRe
 		s.mu.Lock()
 		delete(c.execs, req.ExecId)
 		s.mu.Unlock()
-		return nil, status.Errorf(codes.Unknown, "exec in %s: %v", c.id, err)
+		return nil, status.Error(codes.Unknown, err.Error())
 	}
 	if err := s.addExec(c, req.ExecId, p); err != nil {
 		p.release()
@@ -509,7 +510,7 @@ func (s *Service) SignalProcess(ctx context.Context, req *agentproto.SignalProce
 	}
 	if req.ExecId == "" {
 		if err := c.runc.Kill(ctx, c.id, int(req.Signal), &runc.KillOpts{All: req.All}); err != nil {
-			return nil, status.Errorf(codes.NotFound, "signal %s: %v", c.id, runcError(err, c.bundle))
+			return nil, status.Error(codes.NotFound, runcError(err, c.bundle).Error())
 		}
 		return &agentproto.Empty{}, nil
 	}

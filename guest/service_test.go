@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -87,4 +88,65 @@ func startSetup(f func() error) *setup {
 	s := newSetup()
 	s.start(f)
 	return s
+}
+
+// The host names the request and the container when it wraps an agent
+// error ("start c1: ..."), so the agent's message says only what failed in
+// the guest: repeating "start container c1" would make it say so twice.
+func TestErrorsLeaveRequestAndContainerToTheCaller(t *testing.T) {
+	dir := t.TempDir()
+	svc := NewService(Config{Runtime: func(string) Runtime { return failingRuntime{} },
+		ShareDir: filepath.Join(dir, "share"), BundleDir: filepath.Join(dir, "bundles"), ProcSys: filepath.Join(dir, "sys")})
+	init := &process{pid: os.Getpid(), exited: make(chan struct{})}
+	svc.containers["c1"] = &container{id: "c1", bundle: filepath.Join(dir, "bundles", "c1"), runc: failingRuntime{}, init: init, execs: map[string]*process{}}
+	ctx := context.Background()
+	spec, _ := json.Marshal(&specs.Spec{Version: "1.0.2", Root: &specs.Root{Path: "c2/rootfs"}, Process: &specs.Process{Args: []string{"sh"}, Cwd: "/"}})
+	c1 := &agentproto.ContainerRequest{ContainerId: "c1"}
+	// In order: remove last, as the others need c1.
+	calls := []struct {
+		name string
+		call func() error
+	}{
+		{"create", func() error {
+			_, err := svc.CreateContainer(ctx, &agentproto.CreateContainerRequest{ContainerId: "c2", Spec: spec})
+			return err
+		}},
+		{"bad spec", func() error {
+			_, err := svc.CreateContainer(ctx, &agentproto.CreateContainerRequest{ContainerId: "c2", Spec: []byte("{")})
+			return err
+		}},
+		{"start", func() error { _, err := svc.StartContainer(ctx, c1); return err }},
+		{"pause", func() error { _, err := svc.PauseContainer(ctx, c1); return err }},
+		{"resume", func() error { _, err := svc.ResumeContainer(ctx, c1); return err }},
+		{"update", func() error {
+			_, err := svc.UpdateContainer(ctx, &agentproto.UpdateContainerRequest{ContainerId: "c1", Resources: []byte("{}")})
+			return err
+		}},
+		{"ps", func() error { _, err := svc.ListProcesses(ctx, c1); return err }},
+		{"kill", func() error {
+			_, err := svc.SignalProcess(ctx, &agentproto.SignalProcessRequest{ContainerId: "c1", Signal: 9})
+			return err
+		}},
+		{"exec", func() error {
+			_, err := svc.ExecProcess(ctx, &agentproto.ExecProcessRequest{ContainerId: "c1", ExecId: "e1", Process: []byte(`{"args":["sh"],"cwd":"/"}`)})
+			return err
+		}},
+		{"remove", func() error {
+			_, err := svc.RemoveContainer(ctx, &agentproto.RemoveContainerRequest{ContainerId: "c1", Force: true})
+			return err
+		}},
+	}
+	for _, c := range calls {
+		name, err := c.name, c.call()
+		if err == nil {
+			t.Errorf("%s: succeeded without runc", name)
+			continue
+		}
+		msg := status.Convert(err).Message()
+		for _, said := range []string{"c1", "c2", name + " "} {
+			if strings.Contains(msg, said) {
+				t.Errorf("%s: agent says %q, which repeats the caller's %q", name, msg, said)
+			}
+		}
+	}
 }

@@ -33,7 +33,9 @@ func readSpec(path string) (*specs.Spec, []byte, error) {
 const maxSpecBytes = 4<<20 - 64<<10
 
 // Guest performs container operations in one sandbox through its agent
-// (directly, or through the sandbox monitor) and its share directory.
+// (directly, or through the sandbox monitor) and its share directory. Its
+// operations are steps of the caller's, which names the operation and the
+// container in its errors; theirs say only what failed.
 type Guest struct {
 	Agent agentproto.AgentService
 	Share *Share
@@ -54,17 +56,17 @@ func (g *Guest) CreateContainer(ctx context.Context, cid, bundle string, spec *s
 	sid, _ := SandboxOf(cid, spec.Annotations)
 	gs, err := GuestSpec(spec, cid, bundle, sid, g.Share)
 	if err != nil {
-		return fmt.Errorf("create container %s: %w", cid, err)
+		return err
 	}
 	if len(gs) > maxSpecBytes {
 		_ = g.Share.RemoveContainer(cid)
-		return fmt.Errorf("create container %s: config too large for the agent channel: %d bytes, at most %d", cid, len(gs), maxSpecBytes)
+		return fmt.Errorf("config too large for the agent channel: %d bytes, at most %d", len(gs), maxSpecBytes)
 	}
 	rctx, cancel := g.ctx(ctx)
 	defer cancel()
 	if _, err := g.Agent.CreateContainer(rctx, &agentproto.CreateContainerRequest{ContainerId: cid, Spec: gs, Stdin: stdin}); err != nil {
 		_ = g.Share.RemoveContainer(cid)
-		return fmt.Errorf("create container %s: %w", cid, err)
+		return err
 	}
 	return nil
 }
@@ -73,10 +75,8 @@ func (g *Guest) CreateContainer(ctx context.Context, cid, bundle string, spec *s
 func (g *Guest) StartContainer(ctx context.Context, cid string) error {
 	rctx, cancel := g.ctx(ctx)
 	defer cancel()
-	if _, err := g.Agent.StartContainer(rctx, &agentproto.ContainerRequest{ContainerId: cid}); err != nil {
-		return fmt.Errorf("start container %s: %w", cid, err)
-	}
-	return nil
+	_, err := g.Agent.StartContainer(rctx, &agentproto.ContainerRequest{ContainerId: cid})
+	return err
 }
 
 // RemoveContainer deletes the container in the guest and its share entries.
@@ -84,28 +84,25 @@ func (g *Guest) RemoveContainer(ctx context.Context, cid string, force bool) err
 	rctx, cancel := g.ctx(ctx)
 	defer cancel()
 	if _, err := g.Agent.RemoveContainer(rctx, &agentproto.RemoveContainerRequest{ContainerId: cid, Force: force}); err != nil && !isNotFound(err) {
-		return fmt.Errorf("remove container %s: %w", cid, err)
+		return err
 	}
-	if err := g.Share.RemoveContainer(cid); err != nil {
-		return fmt.Errorf("remove container %s: %w", cid, err)
-	}
-	return nil
+	return g.Share.RemoveContainer(cid)
 }
 
 // Run creates, starts and waits for a container, relaying its streams, then
 // removes it; it returns the exit status.
 func (g *Guest) Run(ctx context.Context, cid, bundle string, spec *specs.Spec, stdio Stdio) (int, error) {
 	if err := g.CreateContainer(ctx, cid, bundle, spec, stdio.Stdin != nil); err != nil {
-		return -1, err
+		return -1, fmt.Errorf("create container %s: %w", cid, err)
 	}
 	status, err := func() (int, error) {
 		if err := g.StartContainer(ctx, cid); err != nil {
-			return -1, err
+			return -1, fmt.Errorf("start container %s: %w", cid, err)
 		}
 		return Relay(ctx, g.Agent, cid, "", stdio)
 	}()
 	if rerr := g.RemoveContainer(context.WithoutCancel(ctx), cid, true); rerr != nil && err == nil {
-		err = rerr
+		err = fmt.Errorf("remove container %s: %w", cid, rerr)
 	}
 	return status, err
 }

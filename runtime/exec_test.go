@@ -11,6 +11,8 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/hull-runtime/hull/agentproto"
 )
@@ -61,4 +63,33 @@ func pipe(t *testing.T) (r, w *os.File) {
 	}
 	t.Cleanup(func() { r.Close(); w.Close() })
 	return r, w
+}
+
+// Each layer of an operation names what it adds: "start c1" once, then the
+// agent's own words, not "start c1: start container c1: ...".
+func TestErrorsNameTheOperationOnce(t *testing.T) {
+	r := fakeRuntime(t)
+	saveContainer(t, r, "c1", Created)
+	const guestSays = "exec: \"nope\": executable file not found in $PATH"
+	fail := status.Error(codes.FailedPrecondition, guestSays)
+	serveMonitor(t, r, "c1", &fakeAgent{
+		start: func(*agentproto.ContainerRequest) error { return fail },
+		exec:  func(*agentproto.ExecProcessRequest) error { return fail },
+	})
+	ctx := context.Background()
+	if err := r.Start(ctx, "c1"); err == nil || err.Error() != "start c1: "+fail.Error() {
+		t.Errorf("Start error = %v, want %q", err, "start c1: "+fail.Error())
+	}
+	st, err := r.Store.Load("c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Status = Running
+	if err := r.Store.Save(st); err != nil {
+		t.Fatal(err)
+	}
+	_, err = r.Exec(ctx, ExecRequest{ID: "c1", Process: specs.Process{Args: []string{"nope"}}, Detach: true})
+	if err == nil || err.Error() != "exec in c1: "+fail.Error() {
+		t.Errorf("Exec error = %v, want %q", err, "exec in c1: "+fail.Error())
+	}
 }

@@ -226,6 +226,9 @@ shim_hull() { "$HULL_BIN" --root "$ROOT" --log "$B/log.json" --log-format json "
   B3=$T/b3; make_bundle "$B3" /no/such/binary
   run hull create --bundle "$B3" c1 </dev/null
   [ "$status" -ne 0 ]; [[ "${output,,}" == *"no such file"* ]]
+  # Each layer adds its own words: the container is named once, not
+  # "create container c1: create container c1: ...".
+  [ "$(grep -o 'container c1' <<<"$output" | wc -l)" -eq 1 ]
   # runc creates a missing cwd; a cwd that is a file fails.
   B4=$T/b4; make_bundle "$B4" true; touch "$B4/rootfs/data/file"; edit_spec "$B4" '.process.cwd = "/data/file"'
   run hull create --bundle "$B4" c1 </dev/null
