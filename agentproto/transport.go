@@ -181,3 +181,77 @@ func (c *serialConn) Close() error {
 
 func (c *serialConn) LocalAddr() net.Addr  { return serialAddr(c.Name()) }
 func (c *serialConn) RemoteAddr() net.Addr { return serialAddr("host") }
+
+// DrainingListener is a listener that can wait for its clients to hang up.
+// A client hangs up once it has the replies it waited for, so a server that
+// drains before it exits cuts no reply off. (ttrpc's Server.Shutdown waits
+// for the replies too, but looks only every 200 ms.)
+type DrainingListener struct {
+	net.Listener
+	mu   sync.Mutex
+	open int
+	// gone is closed while no accepted connection is open.
+	gone chan struct{}
+}
+
+// NewDrainingListener tracks the connections l accepts.
+func NewDrainingListener(l net.Listener) *DrainingListener {
+	gone := make(chan struct{})
+	close(gone)
+	return &DrainingListener{Listener: l, gone: gone}
+}
+
+// Accept returns the next connection, counted until it is closed.
+func (l *DrainingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.open == 0 {
+		l.gone = make(chan struct{})
+	}
+	l.open++
+	return &drainingConn{Conn: c, l: l}, nil
+}
+
+func (l *DrainingListener) hungUp() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.open--
+	if l.open == 0 {
+		close(l.gone)
+	}
+}
+
+// Drain stops accepting and waits until every accepted connection has been
+// closed, or ctx ends.
+func (l *DrainingListener) Drain(ctx context.Context) error {
+	if err := l.Listener.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+		return fmt.Errorf("drain %s: %w", l.Addr(), err)
+	}
+	l.mu.Lock()
+	gone := l.gone
+	l.mu.Unlock()
+	select {
+	case <-gone:
+		return nil
+	case <-ctx.Done():
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return fmt.Errorf("drain %s: %d connection(s) still open: %w", l.Addr(), l.open, ctx.Err())
+	}
+}
+
+type drainingConn struct {
+	net.Conn
+	once sync.Once
+	l    *DrainingListener
+}
+
+func (c *drainingConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.l.hungUp)
+	return err
+}

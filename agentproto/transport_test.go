@@ -310,3 +310,60 @@ func TestSerialListener(t *testing.T) {
 	}
 	c2.Close()
 }
+
+// Drain returns once every client has hung up, not before, and gives up
+// when its context ends.
+func TestDrainingListenerWaitsForHangups(t *testing.T) {
+	srv, err := ttrpc.NewServer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	RegisterAgentService(srv, fakeAgent{})
+	t.Cleanup(func() { srv.Close() })
+	path := filepath.Join(t.TempDir(), "agent.sock")
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dl := NewDrainingListener(l)
+	go func() { _ = srv.Serve(context.Background(), dl) }()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	dial := func() *Client {
+		conn, err := DialUnix(ctx, path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := NewClient(conn)
+		if _, err := c.Health(ctx, &HealthRequest{}); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	a, b := dial(), dial()
+
+	short, cancelShort := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancelShort()
+	if err := dl.Drain(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Drain with two clients connected = %v, want the deadline", err)
+	}
+	if _, err := net.Dial("unix", path); err == nil {
+		t.Error("a drained listener still accepts")
+	}
+	drained := make(chan error, 1)
+	go func() { drained <- dl.Drain(ctx) }()
+	a.Close()
+	// b still has its connection: the drain must not be over.
+	if _, err := b.Health(ctx, &HealthRequest{}); err != nil {
+		t.Errorf("a call of a client still connected during the drain: %v", err)
+	}
+	select {
+	case err := <-drained:
+		t.Fatalf("Drain returned (%v) while a client was connected", err)
+	default:
+	}
+	b.Close()
+	if err := <-drained; err != nil {
+		t.Errorf("Drain after every client hung up = %v", err)
+	}
+}

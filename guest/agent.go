@@ -26,10 +26,13 @@ const (
 	moduleList  = "/lib/modules/load"
 	cgroupRoot  = "/sys/fs/cgroup"
 	portTimeout = 10 * time.Second
+	// hangupWait bounds the wait for the host to hang up after
+	// DestroySandbox, should it never do so.
+	hangupWait = 5 * time.Second
 )
 
-// Main is PID 1 of the guest. It returns only on a fatal error, after which
-// the caller powers the VM off.
+// Main is PID 1 of the guest. It returns nil once the sandbox is destroyed,
+// or a fatal error; either way the caller then powers the VM off.
 func Main() error {
 	started := time.Now()
 	// A stray SIGTERM, SIGINT or SIGHUP (from a container sharing the
@@ -96,7 +99,6 @@ func Main() error {
 		CgroupRoot: cgroupRoot,
 		ProcSys:    "/proc/sys",
 		NoPivot:    rootIsRAM(),
-		PowerOff:   PowerOff,
 		Log:        log,
 		Ready:      setup.wait,
 	})
@@ -112,7 +114,28 @@ func Main() error {
 	log.Debug("agent serving", "on", l.Addr().String())
 	trace("agent: serving")
 	setup.start(setupWork)
-	return srv.Serve(context.Background(), l)
+	return serve(srv, l, svc.Destroyed(), hangupWait, log)
+}
+
+// serve answers on l until destroyed is closed, then returns once the
+// host has hung up, which it does when it has its reply: the VM must not
+// go away with the reply to DestroySandbox still in it. A host that does
+// not hang up within wait is not waited for any longer.
+func serve(srv *ttrpc.Server, l net.Listener, destroyed <-chan struct{}, wait time.Duration, log *slog.Logger) error {
+	dl := agentproto.NewDrainingListener(l)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(context.Background(), dl) }()
+	select {
+	case err := <-served:
+		return err
+	case <-destroyed:
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	if err := dl.Drain(ctx); err != nil {
+		log.Warn("powering off before the host hung up", "err", err)
+	}
+	return nil
 }
 
 // setup is boot work that runs beside serving; wait returns its outcome.

@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 
 	runc "github.com/containerd/go-runc"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -54,8 +53,6 @@ type Config struct {
 	// impossible; runc then moves the rootfs and chroots (as Kata's agent
 	// does), which leaves every mount in the container private.
 	NoPivot bool
-	// PowerOff ends the VM; called after DestroySandbox has answered.
-	PowerOff func()
 	// Ready waits for the boot-time setup containers need (loopback, the
 	// share) and returns its error; nil means always ready.
 	Ready func(context.Context) error
@@ -69,6 +66,9 @@ type Service struct {
 
 	mu         sync.Mutex
 	containers map[string]*container
+
+	destroy   sync.Once
+	destroyed chan struct{}
 }
 
 type container struct {
@@ -95,7 +95,7 @@ func NewService(cfg Config) *Service {
 	if cfg.Ready == nil {
 		cfg.Ready = func(context.Context) error { return nil }
 	}
-	return &Service{cfg: cfg, containers: map[string]*container{}}
+	return &Service{cfg: cfg, containers: map[string]*container{}, destroyed: make(chan struct{})}
 }
 
 func errNotFound(what string) error { return status.Errorf(codes.NotFound, "%s does not exist", what) }
@@ -653,11 +653,12 @@ func (s *Service) CloseProcess(_ context.Context, req *agentproto.ProcessRequest
 	return &agentproto.Empty{}, nil
 }
 
-// DestroySandbox answers, then syncs and powers the VM off.
+// DestroySandbox answers; the agent then powers the VM off once the host
+// has the reply (see Destroyed).
 func (s *Service) DestroySandbox(context.Context, *agentproto.DestroySandboxRequest) (*agentproto.Empty, error) {
-	if s.cfg.PowerOff != nil {
-		// Give the reply time to leave before the VM goes away.
-		time.AfterFunc(20*time.Millisecond, s.cfg.PowerOff)
-	}
+	s.destroy.Do(func() { close(s.destroyed) })
 	return &agentproto.Empty{}, nil
 }
+
+// Destroyed is closed once DestroySandbox has been called.
+func (s *Service) Destroyed() <-chan struct{} { return s.destroyed }

@@ -27,6 +27,11 @@ const (
 	sandboxInfo   = "sandbox.json"
 )
 
+// drainWait bounds how long a stopping monitor waits for its clients to
+// hang up (the destroy call's caller once it has the reply, proxies once
+// their calls fail on the stopped sandbox).
+const drainWait = 5 * time.Second
+
 // SandboxInfo is what a monitor publishes about its sandbox.
 type SandboxInfo struct {
 	ID         string     `json:"id"`
@@ -112,7 +117,8 @@ func RunMonitor(ctx context.Context, o MonitorOptions) (err error) {
 		_ = sb.Stop(context.Background())
 		return fmt.Errorf("monitor %s: %w", sb.ID, err)
 	}
-	go func() { _ = srv.Serve(context.Background(), l) }()
+	clients := agentproto.NewDrainingListener(l)
+	go func() { _ = srv.Serve(context.Background(), clients) }()
 	qemu, _ := RefOf(sb.VM().PID()) // a QEMU already gone is found by the wait below
 	info := SandboxInfo{ID: sb.ID, MonitorPID: os.Getpid(), QEMUPID: sb.VM().PID(), Accel: sb.Accel.Name,
 		AccelWhy: sb.Accel.Reason, Timings: sb.Timings, Started: time.Now(), Monitor: self, QEMU: qemu}
@@ -146,8 +152,13 @@ func RunMonitor(ctx context.Context, o MonitorOptions) (err error) {
 	o.Log.Debug("monitor stopping", "sandbox", sb.ID, "why", why)
 	stopErr := sb.Stop(context.Background())
 	svc.finish(stopErr)
-	// Let the destroy call's reply leave before the server goes.
-	time.Sleep(20 * time.Millisecond)
+	// The server goes once the destroy call's reply has arrived: its
+	// caller hangs up then.
+	dctx, cancel := context.WithTimeout(context.Background(), drainWait)
+	if err := clients.Drain(dctx); err != nil {
+		o.Log.Warn("monitor stopping with clients connected", "sandbox", sb.ID, "err", err)
+	}
+	cancel()
 	srv.Close()
 	return stopErr
 }

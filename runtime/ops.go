@@ -197,6 +197,10 @@ func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
 		}
 	}
 	if owner {
+		// The monitor goes once its clients have hung up: this one first.
+		if gerr == nil {
+			closeGuest()
+		}
 		if err := r.destroySandbox(ctx, st.SandboxID); err != nil {
 			return fmt.Errorf("delete %s: %w", id, err)
 		}

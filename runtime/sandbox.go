@@ -257,14 +257,7 @@ func (s *Sandbox) teardown(ctx context.Context) error {
 		select {
 		case <-s.vm.Done():
 		default:
-			dctx, cancel := context.WithTimeout(ctx, s.cfg.Timeouts.Powerdown.Duration)
-			if _, err := s.agent.DestroySandbox(dctx, &agentproto.DestroySandboxRequest{}); err == nil {
-				select {
-				case <-s.vm.Done():
-				case <-dctx.Done():
-				}
-			}
-			cancel()
+			s.powerOffGuest(ctx)
 		}
 	}
 	if s.vm != nil {
@@ -283,6 +276,23 @@ func (s *Sandbox) teardown(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// powerOffGuest asks the agent to end the VM and waits, up to the
+// power-down timeout, for QEMU to exit. It hangs up as soon as the reply is
+// in: that is the agent's cue to power off.
+func (s *Sandbox) powerOffGuest(ctx context.Context) {
+	dctx, cancel := context.WithTimeout(ctx, s.cfg.Timeouts.Powerdown.Duration)
+	defer cancel()
+	_, err := s.agent.DestroySandbox(dctx, &agentproto.DestroySandboxRequest{})
+	_ = s.agent.Close()
+	if err != nil {
+		return
+	}
+	select {
+	case <-s.vm.Done():
+	case <-dctx.Done():
+	}
 }
 
 func (s *Sandbox) configureGuestNetwork(ctx context.Context) error {

@@ -1,0 +1,81 @@
+package guest
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/containerd/ttrpc"
+
+	"github.com/hull-runtime/hull/agentproto"
+)
+
+// serveAgent runs serve for a Service on a unix socket and returns a client
+// on it, and the channel serve's result arrives on.
+func serveAgent(t *testing.T, wait time.Duration) (*agentproto.Client, <-chan error) {
+	t.Helper()
+	svc := NewService(Config{Runtime: func(string) Runtime { return failingRuntime{} }, BundleDir: t.TempDir()})
+	srv, err := ttrpc.NewServer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	agentproto.RegisterAgentService(srv, svc)
+	t.Cleanup(func() { srv.Close() })
+	path := filepath.Join(t.TempDir(), "agent.sock")
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- serve(srv, l, svc.Destroyed(), wait, slog.New(slog.DiscardHandler)) }()
+	conn, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := agentproto.NewClient(conn)
+	t.Cleanup(func() { c.Close() })
+	return c, done
+}
+
+// destroyAndWait sends DestroySandbox, then calls hangUp and wants serve to
+// return nil; hangUp checks what it must before the host hangs up.
+func destroyAndWait(t *testing.T, wait time.Duration, hangUp func(*agentproto.Client, <-chan error)) {
+	t.Helper()
+	c, done := serveAgent(t, wait)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := c.DestroySandbox(ctx, &agentproto.DestroySandboxRequest{}); err != nil {
+		t.Fatalf("DestroySandbox: %v", err)
+	}
+	hangUp(c, done)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("serve = %v, want nil", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("serve still running")
+	}
+}
+
+// After DestroySandbox the agent powers off (serve returns) only once the
+// host has hung up, that is once it has the reply; no timer decides.
+func TestServeUntilHostHasDestroyReply(t *testing.T) {
+	destroyAndWait(t, time.Minute, func(c *agentproto.Client, done <-chan error) {
+		// However long the host takes to hang up, the VM stays.
+		select {
+		case err := <-done:
+			t.Fatalf("serve returned (%v) while the host was still connected", err)
+		case <-time.After(200 * time.Millisecond):
+		}
+		c.Close()
+	})
+}
+
+// A host that never hangs up does not keep the VM for ever.
+func TestServeGivesUpOnAHostThatStays(t *testing.T) {
+	destroyAndWait(t, 50*time.Millisecond, func(*agentproto.Client, <-chan error) {})
+}
