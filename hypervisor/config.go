@@ -46,6 +46,10 @@ type Config struct {
 	Agent AgentDevice
 	// Share, when set, exports a host directory over virtio-9p.
 	Share *ShareDevice
+	// VirtioFS, when set, attaches a virtio-fs device served by virtiofsd
+	// over vhost-user. virtiofsd then maps guest RAM, so the RAM becomes a
+	// shared memory backend.
+	VirtioFS *VirtioFSDevice
 	// NICs are virtio-net devices on already-open tap devices.
 	NICs []NIC
 }
@@ -66,6 +70,13 @@ type AgentDevice struct {
 type ShareDevice struct {
 	Path string
 	Tag  string
+}
+
+// VirtioFSDevice is a virtio-fs device whose file server is a vhost-user
+// backend (virtiofsd) listening on Socket.
+type VirtioFSDevice struct {
+	Socket string
+	Tag    string
 }
 
 // NIC is a virtio-net device backed by a tap file descriptor that QEMU
@@ -102,6 +113,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("accel %q: want kvm or tcg", c.Accel)
 	case c.RootDir != "" && c.Initrd != "":
 		return fmt.Errorf("guest root %s and initrd %s: want one of them", c.RootDir, c.Initrd)
+	case c.VirtioFS != nil && (c.VirtioFS.Socket == "" || c.VirtioFS.Tag == ""):
+		return fmt.Errorf("virtio-fs device needs a vhost-user socket and a tag")
 	}
 	switch c.Agent.Transport {
 	case TransportSerial:
@@ -161,6 +174,11 @@ func (c *Config) Args() []string {
 	if c.Initrd != "" {
 		devs = append(devs, device{"-initrd", []prop{p("", c.Initrd)}})
 	}
+	if c.sharedMemory() {
+		// The machine's RAM (-machine memory-backend=), of -m's size.
+		devs = append(devs, device{"-object", []prop{p("", "memory-backend-memfd"), p("id", memoryBackendID),
+			p("size", strconv.Itoa(c.MemoryMiB)+"M"), p("share", "on")}})
+	}
 	devs = append(devs,
 		device{"-object", []prop{p("", "rng-random"), p("id", "rng0"), p("filename", "/dev/urandom")}},
 		device{"-device", []prop{p("", c.bus("virtio-rng")), p("rng", "rng0")}},
@@ -185,6 +203,17 @@ func (c *Config) Args() []string {
 		devs = append(devs,
 			device{"-fsdev", []prop{p("", "local"), p("id", "share0"), p("path", c.Share.Path), p("security_model", "none"), p("multidevs", "remap")}},
 			device{"-device", []prop{p("", c.bus("virtio-9p")), p("fsdev", "share0"), p("mount_tag", c.Share.Tag)}},
+		)
+	}
+	if c.VirtioFS != nil {
+		if c.Machine == "microvm" {
+			// virtio-mmio defaults to the legacy (pre-1.0) interface,
+			// which vhost-user back ends refuse.
+			devs = append(devs, device{"-global", []prop{p("driver", "virtio-mmio"), p("property", "force-legacy"), p("value", "false")}})
+		}
+		devs = append(devs,
+			device{"-chardev", []prop{p("", "socket"), p("id", "fs0"), p("path", c.VirtioFS.Socket)}},
+			device{"-device", []prop{p("", c.bus("vhost-user-fs")), p("chardev", "fs0"), p("tag", c.VirtioFS.Tag)}},
 		)
 	}
 	for i, nic := range c.NICs {
@@ -242,6 +271,13 @@ func (c *Config) MachineArgs() []string {
 	return append(device{"-machine", c.machine()}.render(), device{"-accel", c.accel()}.render()...)
 }
 
+// memoryBackendID names guest RAM's memory backend when it is shared.
+const memoryBackendID = "mem0"
+
+// sharedMemory reports whether guest RAM must be a shared memory backend:
+// a vhost-user backend (virtiofsd) reads and writes guest buffers in place.
+func (c *Config) sharedMemory() bool { return c.VirtioFS != nil }
+
 func (c *Config) machine() []prop {
 	props := []prop{p("", c.Machine)}
 	if c.Machine == "q35" {
@@ -256,6 +292,9 @@ func (c *Config) machine() []prop {
 		// machineKernelParams). Without the legacy PIC, Linux has no IRQ 0
 		// for the PIT when it asks for one.
 		props = append(props, p("pit", "on"), p("pic", "on"), p("rtc", "on"), p("isa-serial", "on"), p("acpi", "off"))
+	}
+	if c.sharedMemory() {
+		props = append(props, p("memory-backend", memoryBackendID))
 	}
 	return props
 }

@@ -69,6 +69,21 @@ func TestArgsGolden(t *testing.T) {
 			},
 		},
 		{
+			name: "microvm_virtiofs",
+			config: func(c *Config) {
+				c.Machine = "microvm"
+				c.Initrd = ""
+				c.RootDir = "/usr/local/share/hull/guest-root"
+				c.VirtioFS = &VirtioFSDevice{Socket: "/run/hull/sb1/virtiofsd.sock", Tag: "hullshare"}
+			},
+		},
+		{
+			name: "q35_virtiofs",
+			config: func(c *Config) {
+				c.VirtioFS = &VirtioFSDevice{Socket: "/run/hull/sb1/virtiofsd.sock", Tag: "hullshare"}
+			},
+		},
+		{
 			name: "nics",
 			config: func(c *Config) {
 				c.NICs = []NIC{
@@ -158,6 +173,40 @@ func TestArgsProperties(t *testing.T) {
 			t.Errorf("q35: -append %q, HasACPI %v", cmdline, c.HasACPI())
 		}
 	})
+	t.Run("virtio-fs puts guest RAM in a shared memfd of -m's size", func(t *testing.T) {
+		for _, machine := range []string{"microvm", "q35"} {
+			c := validConfig()
+			c.Machine, c.MemoryMiB = machine, 384
+			c.VirtioFS = &VirtioFSDevice{Socket: "/s,1/fs.sock", Tag: "t"}
+			args := c.Args()
+			assertArgPair(t, args, "-m", "384M")
+			assertArgPair(t, args, "-object", "memory-backend-memfd,id=mem0,size=384M,share=on")
+			assertArgPair(t, args, "-chardev", "socket,id=fs0,path=/s,,1/fs.sock")
+			if m := c.MachineArgs()[1]; !strings.HasSuffix(m, ",memory-backend=mem0") {
+				t.Errorf("%s: -machine %q does not use the shared backend", machine, m)
+			}
+		}
+	})
+	t.Run("virtio-fs on microvm is a modern virtio-mmio device", func(t *testing.T) {
+		c := validConfig()
+		c.Machine = "microvm"
+		c.VirtioFS = &VirtioFSDevice{Socket: "/fs.sock", Tag: "t"}
+		args := c.Args()
+		// libvhost-user refuses legacy virtio, virtio-mmio's default.
+		assertArgPair(t, args, "-global", "driver=virtio-mmio,property=force-legacy,value=false")
+		assertArgPair(t, args, "-device", "vhost-user-fs-device,chardev=fs0,tag=t")
+		c.Machine = "q35"
+		assertArgPair(t, c.Args(), "-device", "vhost-user-fs-pci,chardev=fs0,tag=t")
+	})
+	t.Run("9p keeps private guest RAM", func(t *testing.T) {
+		c := validConfig()
+		c.Share = &ShareDevice{Path: "/s", Tag: "t"}
+		for _, a := range c.Args() {
+			if strings.Contains(a, "memory-backend") || strings.Contains(a, "force-legacy") {
+				t.Errorf("9p-only command line has %q", a)
+			}
+		}
+	})
 	t.Run("nic fds follow the stdio fds in order", func(t *testing.T) {
 		c := validConfig()
 		c.NICs = []NIC{{MAC: "52:54:00:00:00:01"}, {MAC: "52:54:00:00:00:02"}}
@@ -227,6 +276,9 @@ func TestValidate(t *testing.T) {
 		{"vsock reserved cid", func(c *Config) { c.Agent = AgentDevice{Transport: TransportVsock, GuestCID: 2} }, "cid 2"},
 		{"unknown transport", func(c *Config) { c.Agent.Transport = "tcp" }, `transport "tcp"`},
 		{"no transport", func(c *Config) { c.Agent.Transport = "" }, `transport ""`},
+		{"valid virtio-fs", func(c *Config) { c.VirtioFS = &VirtioFSDevice{Socket: "/fs.sock", Tag: "t"} }, ""},
+		{"virtio-fs without socket", func(c *Config) { c.VirtioFS = &VirtioFSDevice{Tag: "t"} }, "virtio-fs"},
+		{"virtio-fs without tag", func(c *Config) { c.VirtioFS = &VirtioFSDevice{Socket: "/fs.sock"} }, "virtio-fs"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -379,8 +379,11 @@ func (q *QEMU) PID() int {
 }
 
 // stderrTail returns the end of QEMU's stderr, to explain a failed start.
-func (q *QEMU) stderrTail() string {
-	b, err := os.ReadFile(q.cfg.ConsoleLog + ".stderr")
+func (q *QEMU) stderrTail() string { return logTail(q.cfg.ConsoleLog + ".stderr") }
+
+// logTail returns ": " and the end of a log file, or "" when it is empty.
+func logTail(path string) string {
+	b, err := os.ReadFile(path)
 	if err != nil || len(b) == 0 {
 		return ""
 	}
