@@ -74,7 +74,7 @@ func Main() error {
 			return err
 		}
 		if boot.ShareTag != "" {
-			if err := MountShare(boot.ShareTag); err != nil {
+			if err := MountShare(boot.ShareTag, boot.ShareFS); err != nil {
 				return err
 			}
 		}

@@ -17,20 +17,29 @@ import (
 )
 
 // BootConfig is what the host tells the agent on the kernel command line
-// (hull.port=, hull.vsock=, hull.share=, hull.debug).
+// (hull.port=, hull.vsock=, hull.share=, hull.sharefs=, hull.debug).
 type BootConfig struct {
 	PortName  string
 	VsockPort uint32
 	ShareTag  string
-	Debug     bool
+	// ShareFS is the share's file system: ShareFS9P (the default) or
+	// ShareFSVirtio.
+	ShareFS string
+	Debug   bool
 }
+
+// File systems the share comes over (hull.sharefs=).
+const (
+	ShareFS9P     = "9p"
+	ShareFSVirtio = "virtiofs"
+)
 
 // ShareDir is where the sandbox share is mounted in the guest.
 const ShareDir = "/run/hull/shared"
 
 // ParseCmdline reads the hull.* parameters of a kernel command line.
 func ParseCmdline(cmdline string) (BootConfig, error) {
-	cfg := BootConfig{}
+	cfg := BootConfig{ShareFS: ShareFS9P}
 	for _, f := range strings.Fields(cmdline) {
 		k, v, _ := strings.Cut(f, "=")
 		switch k {
@@ -38,6 +47,11 @@ func ParseCmdline(cmdline string) (BootConfig, error) {
 			cfg.PortName = v
 		case "hull.share":
 			cfg.ShareTag = v
+		case "hull.sharefs":
+			if v != ShareFS9P && v != ShareFSVirtio {
+				return cfg, fmt.Errorf("hull.sharefs=%q: want %s or %s", v, ShareFS9P, ShareFSVirtio)
+			}
+			cfg.ShareFS = v
 		case "hull.debug":
 			cfg.Debug = v == "" || v == "1"
 		case "hull.vsock":
@@ -119,20 +133,25 @@ func mountAll(mounts []mountPoint) error {
 	return nil
 }
 
-// shareWait bounds how long MountShare waits for the 9p device to appear.
+// shareWait bounds how long MountShare waits for the share's device to
+// appear.
 const shareWait = 10 * time.Second
 
-// MountShare mounts the sandbox's virtio-9p share at ShareDir. A device
-// that a just-loaded module is still probing is not there yet (ENOENT, "no
-// channels available"); MountShare retries until shareWait.
-func MountShare(tag string) error {
+// MountShare mounts the sandbox's share, a 9p or virtio-fs device, at
+// ShareDir. A device that a just-loaded module is still probing is not
+// there yet (9p: ENOENT, "no channels available"; virtio-fs: EINVAL, tag
+// not found); MountShare retries until shareWait.
+func MountShare(tag, fs string) error {
 	if err := os.MkdirAll(ShareDir, 0o755); err != nil {
 		return fmt.Errorf("mount share: %w", err)
 	}
-	opts := "trans=virtio,version=9p2000.L,cache=mmap,msize=512000"
+	fstype, opts, notYet := "9p", "trans=virtio,version=9p2000.L,cache=mmap,msize=512000", unix.ENOENT
+	if fs == ShareFSVirtio {
+		fstype, opts, notYet = "virtiofs", "", unix.EINVAL
+	}
 	deadline := time.Now().Add(shareWait)
 	for {
-		err := unix.Mount(tag, ShareDir, "9p", unix.MS_NODEV, opts)
+		err := unix.Mount(tag, ShareDir, fstype, unix.MS_NODEV, opts)
 		if err == nil {
 			// Shared, as a host's mounts are: a container's bind mounts
 			// from the share then join a peer group, so the propagation
@@ -142,8 +161,8 @@ func MountShare(tag string) error {
 			}
 			return nil
 		}
-		if !errors.Is(err, unix.ENOENT) || time.Now().After(deadline) {
-			return fmt.Errorf("mount 9p share %q on %s: %w", tag, ShareDir, err)
+		if !errors.Is(err, notYet) || time.Now().After(deadline) {
+			return fmt.Errorf("mount %s share %q on %s: %w", fstype, tag, ShareDir, err)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}

@@ -18,37 +18,42 @@ func TestParseCmdline(t *testing.T) {
 		{
 			name:    "serial port and share",
 			cmdline: "console=ttyS0 quiet hull.port=hull.agent hull.share=hullshare\n",
-			want:    BootConfig{PortName: "hull.agent", ShareTag: "hullshare"},
+			want:    BootConfig{PortName: "hull.agent", ShareTag: "hullshare", ShareFS: ShareFS9P},
 		},
 		{
 			name:    "vsock",
 			cmdline: "hull.vsock=1024 root=/dev/vda",
-			want:    BootConfig{VsockPort: 1024},
+			want:    BootConfig{VsockPort: 1024, ShareFS: ShareFS9P},
 		},
 		{
 			name:    "bare debug",
 			cmdline: "hull.port=p hull.debug",
-			want:    BootConfig{PortName: "p", Debug: true},
+			want:    BootConfig{PortName: "p", Debug: true, ShareFS: ShareFS9P},
 		},
 		{
 			name:    "debug=1",
 			cmdline: "hull.port=p hull.debug=1",
-			want:    BootConfig{PortName: "p", Debug: true},
+			want:    BootConfig{PortName: "p", Debug: true, ShareFS: ShareFS9P},
 		},
 		{
 			name:    "debug=0",
 			cmdline: "hull.port=p hull.debug=0",
-			want:    BootConfig{PortName: "p"},
+			want:    BootConfig{PortName: "p", ShareFS: ShareFS9P},
 		},
 		{
 			name:    "last value wins",
 			cmdline: "hull.port=old hull.port=new",
-			want:    BootConfig{PortName: "new"},
+			want:    BootConfig{PortName: "new", ShareFS: ShareFS9P},
+		},
+		{
+			name:    "share over virtio-fs",
+			cmdline: "hull.port=p hull.share=hullshare hull.sharefs=virtiofs",
+			want:    BootConfig{PortName: "p", ShareTag: "hullshare", ShareFS: ShareFSVirtio},
 		},
 		{
 			name:    "lookalike keys ignored",
 			cmdline: "hull.portx=a xhull.port=b hull.port=c",
-			want:    BootConfig{PortName: "c"},
+			want:    BootConfig{PortName: "c", ShareFS: ShareFS9P},
 		},
 	}
 	for _, tt := range tests {
@@ -75,6 +80,8 @@ func TestParseCmdlineErrors(t *testing.T) {
 		"hull.vsock=-1",
 		"hull.vsock=4294967296",
 		"hull.port=p hull.vsock=x",
+		"hull.port=p hull.sharefs=nfs",
+		"hull.port=p hull.sharefs=",
 	} {
 		if got, err := ParseCmdline(cmdline); err == nil {
 			t.Errorf("ParseCmdline(%q) = %+v, want an error", cmdline, got)

@@ -49,9 +49,20 @@ type HypervisorConfig struct {
 
 // SharedFSConfig is the container rootfs share.
 type SharedFSConfig struct {
+	// Type is SharedFS9P or SharedFSVirtioFS.
 	Type string `toml:"type"`
 	Tag  string `toml:"tag"`
+	// Virtiofsd is the virtio-fs daemon's binary.
+	Virtiofsd string `toml:"virtiofsd"`
 }
+
+// Shared file system types.
+const (
+	// SharedFS9P: QEMU serves the share over virtio-9p.
+	SharedFS9P = "virtio-9p"
+	// SharedFSVirtioFS: a sandboxed virtiofsd serves it over virtio-fs.
+	SharedFSVirtioFS = "virtio-fs"
+)
 
 // AgentConfig is the host↔guest channel.
 type AgentConfig struct {
@@ -118,7 +129,7 @@ func DefaultConfig() Config {
 			MemoryOverhead: 128,
 			TCGTBSize:      32,
 		},
-		SharedFS: SharedFSConfig{Type: "virtio-9p", Tag: "hullshare"},
+		SharedFS: SharedFSConfig{Type: SharedFS9P, Tag: "hullshare", Virtiofsd: "/usr/lib/qemu/virtiofsd"},
 		Agent:    AgentConfig{Transport: "virtio-serial", PortName: "hull.agent", VsockPort: 1024},
 		Timeouts: TimeoutsConfig{
 			QMP:       Duration{10 * time.Second},
@@ -205,8 +216,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("hypervisor.tcg_tb_size %d: must not be negative", h.TCGTBSize)
 	case h.MemoryOverhead < 0:
 		return fmt.Errorf("hypervisor.memory_overhead %d: must not be negative", h.MemoryOverhead)
-	case c.SharedFS.Type != "virtio-9p":
-		return fmt.Errorf("shared_fs.type %q: only virtio-9p is supported", c.SharedFS.Type)
+	case c.SharedFS.Type != SharedFS9P && c.SharedFS.Type != SharedFSVirtioFS:
+		return fmt.Errorf("shared_fs.type %q: want %s or %s", c.SharedFS.Type, SharedFS9P, SharedFSVirtioFS)
+	case c.SharedFS.Type == SharedFSVirtioFS && c.SharedFS.Virtiofsd == "":
+		return errors.New("shared_fs.virtiofsd is empty")
 	case c.SharedFS.Tag == "" || len(c.SharedFS.Tag) > 31:
 		return fmt.Errorf("shared_fs.tag %q: want 1 to 31 characters", c.SharedFS.Tag)
 	case c.Agent.Transport != "virtio-serial" && c.Agent.Transport != "vsock":

@@ -44,6 +44,9 @@ type SandboxInfo struct {
 	Monitor    ProcessRef `json:"monitor"`
 	// QEMU lets a delete end a QEMU that outlived its monitor.
 	QEMU ProcessRef `json:"qemu"`
+	// Virtiofsd serves the share over virtio-fs (nil for 9p); a delete
+	// ends one that outlived its monitor, as it does QEMU.
+	Virtiofsd *ProcessRef `json:"virtiofsd,omitempty"`
 }
 
 // MonitorOptions start a sandbox monitor.
@@ -122,6 +125,10 @@ func RunMonitor(ctx context.Context, o MonitorOptions) (err error) {
 	qemu, _ := RefOf(sb.VM().PID()) // a QEMU already gone is found by the wait below
 	info := SandboxInfo{ID: sb.ID, MonitorPID: os.Getpid(), QEMUPID: sb.VM().PID(), Accel: sb.Accel.Name,
 		AccelWhy: sb.Accel.Reason, Timings: sb.Timings, Started: time.Now(), Monitor: self, QEMU: qemu}
+	if fsd := sb.Virtiofsd(); fsd != nil {
+		ref, _ := RefOf(fsd.PID()) // one already gone is found by the wait below
+		info.Virtiofsd = &ref
+	}
 	if err := writeJSON(filepath.Join(sb.Dir, sandboxInfo), info); err != nil {
 		srv.Close()
 		_ = sb.Stop(context.Background())
@@ -135,6 +142,8 @@ func RunMonitor(ctx context.Context, o MonitorOptions) (err error) {
 		why = "destroyed"
 	case <-sb.VM().Done():
 		why = "qemu exited"
+	case <-sb.FileServerDone():
+		why = "virtiofsd exited"
 	case <-sb.Agent().Done():
 		why = "agent connection lost"
 	case s := <-sigs:
@@ -142,12 +151,17 @@ func RunMonitor(ctx context.Context, o MonitorOptions) (err error) {
 	}
 	if why != "destroyed" && !strings.HasPrefix(why, "signal") {
 		// Nobody asked for this: a guest panic (the agent is PID 1, so an
-		// agent crash is one), or QEMU killed. Say so, with the guest's
+		// agent crash is one), or QEMU or virtiofsd killed. Say so, with the guest's
 		// last words, before the console log goes with the sandbox.
-		if !waitClosed(sb.VM().Done(), 5*time.Second) {
+		report := errors.New(why)
+		if why == "virtiofsd exited" {
+			// QEMU lives on without its share: say what ended virtiofsd.
+			report = fmt.Errorf("%s: %w", why, sb.Virtiofsd().ExitError())
+		} else if !waitClosed(sb.VM().Done(), 5*time.Second) {
 			why += " (qemu still running)"
+			report = errors.New(why)
 		}
-		o.Log.Error("sandbox died", "sandbox", sb.ID, "why", why, "err", sb.withConsole(errors.New(why)))
+		o.Log.Error("sandbox died", "sandbox", sb.ID, "why", why, "err", sb.withConsole(report))
 	}
 	o.Log.Debug("monitor stopping", "sandbox", sb.ID, "why", why)
 	stopErr := sb.Stop(context.Background())

@@ -259,12 +259,21 @@ func (r *Runtime) destroySandbox(ctx context.Context, sid string) error {
 		monitor.Kill()
 		waitGone(monitor, 5*time.Second)
 	}
-	// QEMU dies with its monitor; one that did not (the monitor was killed
-	// and the death signal was lost) is ended here, by its recorded start.
-	if info, ierr := ReadSandboxInfo(r.Store, sid); ierr == nil && info.QEMU.Alive() {
-		r.Log.Warn("QEMU outlived its monitor", "sandbox", sid, "pid", info.QEMU.PID)
-		info.QEMU.Kill()
-		waitGone(info.QEMU, 5*time.Second)
+	// QEMU and virtiofsd die with their monitor; one that did not (the
+	// monitor was killed and the death signal was lost) is ended here, by
+	// its recorded start.
+	if info, ierr := ReadSandboxInfo(r.Store, sid); ierr == nil {
+		procs := map[string]ProcessRef{"QEMU": info.QEMU}
+		if info.Virtiofsd != nil {
+			procs["virtiofsd"] = *info.Virtiofsd
+		}
+		for name, p := range procs {
+			if p.Alive() {
+				r.Log.Warn(name+" outlived its monitor", "sandbox", sid, "pid", p.PID)
+				p.Kill()
+				waitGone(p, 5*time.Second)
+			}
+		}
 	}
 	if err := RemoveNetNS(r.Store.NetNSPath(sid)); err != nil {
 		return fmt.Errorf("destroy sandbox %s: %w", sid, err)

@@ -62,8 +62,11 @@ type Sandbox struct {
 	share   *Share
 	network *Network
 	vm      VM
-	agent   *agentproto.Client
-	log     *slog.Logger
+	// fsd serves the share over virtio-fs; nil for virtio-9p, which QEMU
+	// serves itself.
+	fsd   *hypervisor.Virtiofsd
+	agent *agentproto.Client
+	log   *slog.Logger
 }
 
 // Step is one named start-up step and its duration.
@@ -78,6 +81,9 @@ const (
 	agentSocket = "agent.sock"
 	consoleLog  = "console.log"
 	shareDir    = "share"
+	// virtiofsd's vhost-user socket and stderr.
+	virtiofsdSocket = "virtiofsd.sock"
+	virtiofsdLog    = "virtiofsd.log"
 )
 
 // StartSandbox boots a VM and returns once its agent answers. On error
@@ -129,6 +135,13 @@ func StartSandbox(ctx context.Context, o SandboxOptions) (_ *Sandbox, err error)
 			return nil, err
 		}
 		step("network")
+	}
+	if o.Config.SharedFS.Type == SharedFSVirtioFS {
+		s.fsd = hypervisor.NewVirtiofsd(s.virtiofsdConfig(), o.Log)
+		if err := s.fsd.Start(); err != nil {
+			return nil, err
+		}
+		step("virtiofsd")
 	}
 	ar := <-accelCh
 	if ar.err != nil {
@@ -190,18 +203,38 @@ func (s *Sandbox) hypervisorConfig(o SandboxOptions) hypervisor.Config {
 		agent.PortName = o.Config.Agent.PortName
 		params = append(params, "hull.port="+agent.PortName)
 	}
-	params = append(params, "hull.share="+o.Config.SharedFS.Tag)
+	tag := o.Config.SharedFS.Tag
+	params = append(params, "hull.share="+tag)
 	if o.Config.Runtime.Debug {
 		params = append(params, "hull.debug=1")
 	}
-	return hypervisor.Config{
+	hc := hypervisor.Config{
 		Path: h.Path, Machine: h.Machine, Accel: s.Accel.Name, CPUModel: s.Accel.CPUModel,
 		VCPUs: vcpus, MemoryMiB: mem, TBSizeMiB: h.TCGTBSize, Kernel: h.Kernel, Initrd: h.Initrd, RootDir: h.GuestRoot, KernelParams: params,
 		QMPSocket:  filepath.Join(o.Dir, qmpSocket),
 		ConsoleLog: filepath.Join(o.Dir, consoleLog),
 		Agent:      agent,
-		Share:      &hypervisor.ShareDevice{Path: s.share.ExportDir(), Tag: o.Config.SharedFS.Tag},
 		NICs:       s.network.NICs(),
+	}
+	if s.fsd != nil {
+		hc.VirtioFS = &hypervisor.VirtioFSDevice{Socket: filepath.Join(o.Dir, virtiofsdSocket), Tag: tag}
+		hc.KernelParams = append(hc.KernelParams, "hull.sharefs=virtiofs")
+	} else {
+		hc.Share = &hypervisor.ShareDevice{Path: s.share.ExportDir(), Tag: tag}
+		hc.KernelParams = append(hc.KernelParams, "hull.sharefs=9p")
+	}
+	return hc
+}
+
+// virtiofsdConfig serves the share's export dir, the read-only view of the
+// per-container mounts, as QEMU's 9p export does.
+func (s *Sandbox) virtiofsdConfig() hypervisor.VirtiofsdConfig {
+	return hypervisor.VirtiofsdConfig{
+		Path:   s.cfg.SharedFS.Virtiofsd,
+		Source: s.share.ExportDir(),
+		Socket: filepath.Join(s.Dir, virtiofsdSocket),
+		Log:    filepath.Join(s.Dir, virtiofsdLog),
+		Debug:  s.cfg.Runtime.Debug,
 	}
 }
 
@@ -243,6 +276,19 @@ func (s *Sandbox) VM() VM { return s.vm }
 // Share is the sandbox's share directory.
 func (s *Sandbox) Share() *Share { return s.share }
 
+// Virtiofsd is the process serving the share over virtio-fs, nil when QEMU
+// serves it over 9p.
+func (s *Sandbox) Virtiofsd() *hypervisor.Virtiofsd { return s.fsd }
+
+// FileServerDone is closed when the sandbox's virtiofsd exits; it never is
+// for a 9p share, which QEMU serves (QEMU's exit is VM().Done()).
+func (s *Sandbox) FileServerDone() <-chan struct{} {
+	if s.fsd == nil {
+		return nil
+	}
+	return s.fsd.Done()
+}
+
 // Stop powers the VM off and removes everything the sandbox made.
 func (s *Sandbox) Stop(ctx context.Context) error {
 	if err := s.teardown(ctx); err != nil {
@@ -262,6 +308,12 @@ func (s *Sandbox) teardown(ctx context.Context) error {
 	}
 	if s.vm != nil {
 		errs = append(errs, s.vm.Stop(ctx))
+	}
+	if s.fsd != nil {
+		// It exits by itself once QEMU hangs up; SIGTERM if it has not.
+		qctx, cancel := context.WithTimeout(ctx, s.cfg.Timeouts.Quit.Duration)
+		errs = append(errs, s.fsd.Stop(qctx))
+		cancel()
 	}
 	if s.agent != nil {
 		_ = s.agent.Close()
