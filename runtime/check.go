@@ -35,6 +35,14 @@ func CheckHost(cfg Config, hullVersion string) []Check {
 	} else {
 		add(Check{Name: "qemu", Required: true, OK: true, Detail: strings.SplitN(string(b), "\n", 2)[0]})
 	}
+	fsd := Check{Name: "virtiofsd", Required: cfg.SharedFS.Type == SharedFSVirtioFS}
+	if b, err := exec.Command(cfg.SharedFS.Virtiofsd, "--version").Output(); err != nil {
+		fsd.Detail = fmt.Sprintf("%s: %v: the share can only be virtio-9p", cfg.SharedFS.Virtiofsd, err)
+		fsd.Fix = "apt-get install qemu-system-common, or set shared_fs.virtiofsd (only needed for shared_fs.type = virtio-fs)"
+	} else {
+		fsd.OK, fsd.Detail = true, strings.SplitN(string(b), "\n", 2)[0]+"; shared_fs is "+cfg.SharedFS.Type
+	}
+	add(fsd)
 	pr := hypervisor.ProbeKVM(h.KVMDevice, h.KVMProbeLimit.Duration)
 	accel := Check{Name: "kvm", OK: pr.Usable, Detail: pr.Reason}
 	if !pr.Usable {
