@@ -49,6 +49,24 @@ sandbox_info() { jq -r ".$2" "$ROOT"/sandboxes/*/sandbox.json | head -1; }
   assert_no_leak
 }
 
+@test "kill -9 of virtiofsd: the sandbox ends and says why, the container stops, delete cleans" {
+  HULL_SHARED_FS=virtio-fs write_config "$T/hull-virtiofs.toml"
+  B=$T/b; make_bundle "$B" sleep 600
+  "$HULL_BIN" --root "$ROOT" --log "$T/hull.log" create --bundle "$B" --pid-file "$T/pid" c1 </dev/null >/dev/null 2>&1
+  pid=$(cat "$T/pid")
+  hull start c1
+  qemu=$(sandbox_info c1 qemuPid)
+  # The sandboxed child serves; its parent only waits for it.
+  kill -9 "$(pgrep -P "$(sandbox_info c1 virtiofsd.pid)")"
+  wait_status c1 stopped
+  exited "$pid"
+  for _ in $(seq 1 100); do exited "$qemu" && break; sleep 0.1; done
+  exited "$qemu"
+  grep "sandbox died" "$T/hull.log" | grep -q "virtiofsd exited"
+  hull delete c1
+  assert_no_leak
+}
+
 @test "the agent crashes (a guest panic): detected, reported in the log, cleaned" {
   # Without a PID namespace the container shares the guest's, where the
   # agent is PID 1; SIGABRT crashes it, and the kernel panics.
@@ -239,6 +257,17 @@ snapshot() {
   [ "$(ls "$sb/share/shared")" = c1 ]
   run hull exec c1 sh -c 'ls /run/hull 2>&1; cat /proc/mounts | grep -c 9p'
   [[ "$output" != *qmp* ]]
+  # Over virtio-fs, virtiofsd serves the export from a mount namespace of
+  # its own whose root is the export alone: read-only at the top, with c1's
+  # rootfs, bound after virtiofsd started, there by propagation.
+  if [ "$(shared_fs)" = virtio-fs ]; then
+    fsd=$(pgrep -P "$(jq -r .virtiofsd.pid "$sb/sandbox.json")")
+    [ "$(readlink "/proc/$fsd/ns/mnt")" != "$(readlink /proc/self/ns/mnt)" ]
+    [ "$(ls "/proc/$fsd/root/")" = c1 ]
+    [ -x "/proc/$fsd/root/c1/rootfs/bin/busybox" ]
+    run ! touch "/proc/$fsd/root/planted"
+    [[ "$output" == *"Read-only file system"* ]]
+  fi
   run -1 grep -q do-not-log-me "$T/hull.log"
   hull delete --force c1
   run -1 grep -q do-not-log-me "$T/hull.log"
@@ -248,7 +277,7 @@ snapshot() {
   run hull check
   echo "$output"
   [ "$status" -eq 0 ]
-  for what in qemu kvm "guest kernel" "guest image" "agent version" vhost-vsock tun cgroups memory; do
+  for what in qemu virtiofsd kvm "guest kernel" "guest image" "agent version" vhost-vsock tun cgroups memory; do
     [[ "$output" == *"$what"* ]]
   done
   [[ "$output" == *"QEMU emulator version"* ]]

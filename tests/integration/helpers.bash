@@ -25,21 +25,31 @@ setup_hull() {
 
 # write_config FILE: the suites' hull configuration (TCG unless HULL_ACCEL
 # says otherwise, the built guest: its root directory over 9p, or
-# HULL_INITRD), exported as HULL_CONFIG.
+# HULL_INITRD; the share over HULL_SHARED_FS, virtio-9p or virtio-fs, else
+# hull's default), exported as HULL_CONFIG.
 write_config() {
   export HULL_CONFIG=$1
-  local image="guest_root = \"$BUILD/guest-root\""
+  local image="guest_root = \"$BUILD/guest-root\"" shared_fs=""
   if [ -n "${HULL_INITRD:-}" ]; then image="initrd = \"$HULL_INITRD\""; fi
+  if [ -n "${HULL_SHARED_FS:-}" ]; then shared_fs="type = \"$HULL_SHARED_FS\""; fi
   cat > "$HULL_CONFIG" <<TOML
 [hypervisor]
 accel = "${HULL_ACCEL:-tcg}"
 kernel = "${HULL_KERNEL:-$BUILD/vmlinux-hull}"
 $image
 default_memory = 256
+
+[shared_fs]
+$shared_fs
 TOML
 }
 
 hull() { "$HULL_BIN" --root "$ROOT" "$@"; }
+
+# shared_fs prints the share's file system in effect: virtio-9p or virtio-fs.
+shared_fs() {
+  "$HULL_BIN" env | sed -n '/^\[shared_fs\]/,/^\[/s/^ *type = "\(.*\)"$/\1/p'
+}
 
 # make_bundle DIR ARGS... makes a busybox-static bundle running ARGS.
 make_bundle() {

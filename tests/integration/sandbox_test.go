@@ -25,18 +25,25 @@ import (
 	"github.com/hull-runtime/hull/tests/fixture"
 )
 
-// guests are the kernel+initrd pairs under test, built by `make guest`.
-// guests boot on microvm, hull's default machine, with the guest root
-// shared over 9p, hull's default image; the tuned kernel also boots from
-// the initrd, on microvm and on q35. Debian's kernel boots on q35 from its
-// initrd: without ACPI (which microvm runs without, see hypervisor.Config)
-// it finds virtio-mmio devices only on the kernel command line, which it is
-// not built to read (VIRTIO_MMIO_CMDLINE_DEVICES), and its 9p is a module.
-var guests = []struct{ name, kernel, image, machine string }{
-	{"tuned", "vmlinux-hull", "guest-root", "microvm"},
-	{"tuned-q35-initrd", "vmlinux-hull", "initrd-hull.img", "q35"},
-	{"tuned-bzimage-initrd", "vmlinuz-hull", "initrd-hull.img", "microvm"},
-	{"generic", "vmlinuz-generic", "initrd-generic.img", "q35"},
+// guests are the kernel+initrd pairs under test, built by `make guest`, and
+// the file system the container share comes over. guests boot on microvm,
+// hull's default machine, with the guest root shared over 9p, hull's
+// default image; the tuned kernel also boots from the initrd, on microvm
+// and on q35. Debian's kernel boots on q35 from its initrd: without ACPI
+// (which microvm runs without, see hypervisor.Config) it finds virtio-mmio
+// devices only on the kernel command line, which it is not built to read
+// (VIRTIO_MMIO_CMDLINE_DEVICES), and its 9p is a module. The share comes
+// over each of virtio-9p and virtio-fs on both transports (virtio-mmio on
+// microvm, PCI on q35) and with both kernels (virtio-fs built in, or the
+// fuse and virtiofs modules).
+var guests = []struct{ name, kernel, image, machine, sharedFS string }{
+	{"tuned", "vmlinux-hull", "guest-root", "microvm", runtime.SharedFS9P},
+	{"tuned-q35-initrd", "vmlinux-hull", "initrd-hull.img", "q35", runtime.SharedFS9P},
+	{"tuned-bzimage-initrd", "vmlinuz-hull", "initrd-hull.img", "microvm", runtime.SharedFS9P},
+	{"generic", "vmlinuz-generic", "initrd-generic.img", "q35", runtime.SharedFS9P},
+	{"tuned-virtiofs", "vmlinux-hull", "guest-root", "microvm", runtime.SharedFSVirtioFS},
+	{"tuned-q35-initrd-virtiofs", "vmlinux-hull", "initrd-hull.img", "q35", runtime.SharedFSVirtioFS},
+	{"generic-virtiofs", "vmlinuz-generic", "initrd-generic.img", "q35", runtime.SharedFSVirtioFS},
 }
 
 func buildDir(t *testing.T) string {
@@ -88,6 +95,7 @@ func TestSandboxRunsContainers(t *testing.T) {
 			cfg := runtime.DefaultConfig()
 			cfg.Hypervisor.Accel = "tcg"
 			cfg.Hypervisor.Machine = g.machine
+			cfg.SharedFS.Type = g.sharedFS
 			cfg.Hypervisor.Kernel = filepath.Join(build, g.kernel)
 			image := filepath.Join(build, g.image)
 			if strings.HasSuffix(g.image, ".img") {
@@ -114,6 +122,9 @@ func TestSandboxRunsContainers(t *testing.T) {
 				}
 			}()
 			t.Logf("sandbox ready: %v", sb.Timings)
+			if served := sb.Virtiofsd() != nil; served != (g.sharedFS == runtime.SharedFSVirtioFS) {
+				t.Fatalf("share over %s, but a virtiofsd runs: %v", g.sharedFS, served)
+			}
 			bundle := newBundle(t, dir)
 
 			run := func(cid string, args ...string) (int, string, string) {
