@@ -59,11 +59,21 @@ func (b *bench) boot(ctx context.Context) error {
 		if err := b.tunedSandbox(ctx, i, bundle); err != nil {
 			return err
 		}
-		ready, _, err := b.startStop(ctx, fmt.Sprintf("gen%d", i), genericKernel, "initrd-generic.img")
+		ready, err := b.startStop(ctx, fmt.Sprintf("gen%d", i), b.sandboxConfig(genericKernel, "initrd-generic.img"))
 		if err != nil {
 			return err
 		}
 		b.s.Add("ready_generic", ms(ready))
+		// The same sandbox with its share over each file system.
+		for _, fs := range sharedFSes {
+			cfg := b.sandboxConfig(tunedKernel, tunedImage)
+			cfg.SharedFS.Type = fs.typ
+			ready, err := b.startStop(ctx, fmt.Sprintf("%s%d", fs.name, i), cfg)
+			if err != nil {
+				return fmt.Errorf("%s: %w", fs.name, err)
+			}
+			b.s.Add("ready_tuned_"+fs.name, ms(ready))
+		}
 		log.Printf("  rep %d: raw %.0f ms, ready tuned %.0f ms, ready generic %.0f ms", i+1,
 			b.s.vals["raw_boot_tuned"][i], b.s.vals["ready_tuned"][i], ms(ready))
 	}
@@ -73,9 +83,10 @@ func (b *bench) boot(ctx context.Context) error {
 	b.note("Raw boot: QEMU spawn to exit, `-kernel` + an initrd whose /init (a static Go program) ends the VM at once (a reboot, which -no-reboot turns into QEMU's exit, as hull's agent does); "+
 		"%s, tcg (tb-size %d MiB), `-cpu max`, 512 MiB, `%s`. raw_boot_tuned_devices adds the devices hull attaches (QMP, rng, virtio-serial, 9p), "+
 		"rendered by hypervisor.Config.Args.", b.guest.machine, b.guest.tbSize, b.guest.params)
-	b.note("Sandbox ready: wall time of runtime.StartSandbox (accel tcg, 512 MiB) until the agent answers Health; "+
+	b.note("Sandbox ready: wall time of runtime.StartSandbox (accel tcg, 512 MiB, hull's default shared_fs %s; the _9p and _virtiofs rows "+
+		"boot the same sandbox with its share over each, then stop it) until the agent answers Health; "+
 		"steps from Sandbox.Timings. Container steps: Guest.CreateContainer, StartContainer, Relay (until exit), RemoveContainer; then Sandbox.Stop. "+
-		"Agent RTT: median of %d Health calls over Sandbox.Agent() per repetition.", healthCalls)
+		"Agent RTT: median of %d Health calls over Sandbox.Agent() per repetition.", runtime.DefaultConfig().SharedFS.Type, healthCalls)
 	return nil
 }
 
@@ -104,16 +115,16 @@ const (
 	tunedImage = "guest-root"
 )
 
-// startStop boots a sandbox and stops it; it returns the time to ready and
-// the sandbox's own step timings.
-func (b *bench) startStop(ctx context.Context, id, kernel, image string) (time.Duration, []runtime.Step, error) {
+// startStop boots a sandbox of cfg and stops it; it returns the time to
+// ready.
+func (b *bench) startStop(ctx context.Context, id string, cfg runtime.Config) (time.Duration, error) {
 	t0 := time.Now()
-	sb, err := runtime.StartSandbox(ctx, runtime.SandboxOptions{ID: id, Dir: filepath.Join(b.tmp, id), Config: b.sandboxConfig(kernel, image)})
+	sb, err := runtime.StartSandbox(ctx, runtime.SandboxOptions{ID: id, Dir: filepath.Join(b.tmp, id), Config: cfg})
 	if err != nil {
-		return 0, nil, err
+		return 0, err
 	}
 	ready := time.Since(t0)
-	return ready, sb.Timings, sb.Stop(context.WithoutCancel(ctx))
+	return ready, sb.Stop(context.WithoutCancel(ctx))
 }
 
 func (b *bench) tunedSandbox(ctx context.Context, i int, bundle string) (err error) {

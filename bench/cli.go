@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/hull-runtime/hull/runtime"
 )
 
 // cliBatch is how many invocations of an op one sample averages: a single
@@ -80,14 +82,15 @@ func (r runtimeCLI) timeOp(ctx context.Context, args ...string) (time.Duration, 
 }
 
 // hull returns a CLI for the built hull with a fresh root and a
-// configuration (tcg, images from build/, memMiB of guest memory) in dir.
-func (b *bench) hull(dir string, memMiB int) (runtimeCLI, error) {
+// configuration (tcg, images from build/, memMiB of guest memory, the
+// share over sharedFS) in dir.
+func (b *bench) hull(dir string, memMiB int, sharedFS string) (runtimeCLI, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return runtimeCLI{}, err
 	}
 	conf := filepath.Join(dir, "hull.toml")
-	toml := fmt.Sprintf("[hypervisor]\naccel = \"tcg\"\nkernel = %q\nguest_root = %q\ndefault_memory = %d\n",
-		b.file(tunedKernel), b.file(tunedImage), memMiB)
+	toml := fmt.Sprintf("[hypervisor]\naccel = \"tcg\"\nkernel = %q\nguest_root = %q\ndefault_memory = %d\n\n[shared_fs]\ntype = %q\n",
+		b.file(tunedKernel), b.file(tunedImage), memMiB, sharedFS)
 	if err := os.WriteFile(conf, []byte(toml), 0o600); err != nil {
 		return runtimeCLI{}, err
 	}
@@ -98,7 +101,7 @@ func (b *bench) hull(dir string, memMiB int) (runtimeCLI, error) {
 // against runc's.
 func (b *bench) cli(ctx context.Context) error {
 	dir := filepath.Join(b.tmp, "cli")
-	h, err := b.hull(dir, 256)
+	h, err := b.hull(dir, 256, runtime.DefaultConfig().SharedFS.Type)
 	if err != nil {
 		return err
 	}

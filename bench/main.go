@@ -1,5 +1,5 @@
 // Command bench measures hull's start-up time, host CLI latency, memory per
-// sandbox and 9p throughput against floors measured in the same run (a raw
+// sandbox and shared file system (9p, virtio-fs) throughput against floors measured in the same run (a raw
 // QEMU boot of the same kernel, runc, the host file system), and writes
 // results/latest.{md,csv} and the start-up chart results/startup.png.
 //
@@ -40,7 +40,7 @@ type bench struct {
 	notes []string
 }
 
-var allCases = []string{"boot", "cli", "memory", "9p"}
+var allCases = []string{"boot", "cli", "memory", "fs"}
 
 func main() {
 	out := flag.String("out", "results", "directory for latest.md, latest.csv and startup.png")
@@ -95,7 +95,7 @@ func run(out string, n int, build string, cases []string) error {
 		return err
 	}
 	steps := map[string]func(context.Context) error{
-		"boot": b.boot, "cli": b.cli, "memory": b.memory, "9p": b.ninep,
+		"boot": b.boot, "cli": b.cli, "memory": b.memory, "fs": b.sharedFS,
 	}
 	for _, c := range allCases {
 		if !slices.Contains(cases, c) {

@@ -27,10 +27,15 @@ type measure struct {
 
 var measures = []measure{
 	{"sandbox_ready_vs_raw_boot", "ms", "ready_tuned", "raw_boot_tuned", "<=1.2"},
+	{"sandbox_ready_9p_vs_raw_boot", "ms", "ready_tuned_9p", "raw_boot_tuned", "<=1.2"},
+	{"sandbox_ready_virtiofs_vs_raw_boot", "ms", "ready_tuned_virtiofs", "raw_boot_tuned", "<=1.2"},
 	{"tuned_vs_generic_boot", "ms", "ready_tuned", "ready_generic", "<=0.15"},
 	{"cli_state_vs_runc", "ms", "cli_state_hull", "cli_state_runc", "<=2"},
 	{"idle_pss_mib", "MiB", "pss_one_total", "", "<=60"},
+	{"idle_pss_mib_9p", "MiB", "pss_9p_total", "", "<=60"},
+	{"idle_pss_mib_virtiofs", "MiB", "pss_virtiofs_total", "", "<=60"},
 	{"9p_seq_read_vs_host", "MiB/s", "9p_read_guest", "9p_read_host", ">=0.5"},
+	{"virtiofs_seq_read_vs_host", "MiB/s", "virtiofs_read_guest", "virtiofs_read_host", ">=0.5"},
 	{"raw_boot_hull_devices_vs_raw_boot", "ms", "raw_boot_tuned_devices", "raw_boot_tuned", ""},
 	{"raw_boot_tuned_vs_generic", "ms", "raw_boot_tuned", "raw_boot_generic", ""},
 	{"cli_create_start_vs_raw_boot", "ms", "cli_create_start", "raw_boot_tuned", ""},
@@ -43,7 +48,9 @@ var measures = []measure{
 	{"idle_pss_mib_each_of_10", "MiB", "pss_many_each", "", "<=60"},
 	{"idle_pss_mib_total_of_10", "MiB", "pss_many_total", "", ""},
 	{"9p_seq_write_vs_host", "MiB/s", "9p_write_guest", "9p_write_host", ""},
-	{"9p_small_files_vs_host", "ms", "9p_small_guest", "9p_small_host", ""},
+	{"virtiofs_seq_write_vs_host", "MiB/s", "virtiofs_write_guest", "virtiofs_write_host", ""},
+	{"9p_small_files_vs_host", "ms", "9p_small_guest", "9p_small_host", "<=3"},
+	{"virtiofs_small_files_vs_host", "ms", "virtiofs_small_guest", "virtiofs_small_host", "<=3"},
 }
 
 // result is a measure with its numbers.
@@ -223,7 +230,7 @@ func (b *bench) pssTable() string {
 		{"pss_one_qemu", "QEMU"}, {"pss_one_qemu_ram", "  of which guest RAM"},
 		{"pss_one_qemu_tcg", "  of which TCG translation buffer"}, {"pss_one_qemu_other", "  of which QEMU itself (heap, binary, libraries)"},
 		{"pss_one_monitor", "monitor (hull __monitor)"},
-		{"pss_one_proxy", "proxy (hull __proxy)"}, {"pss_one_total", "total"},
+		{"pss_one_proxy", "proxy (hull __proxy)"}, {"pss_one_virtiofsd", "virtiofsd (both processes)"}, {"pss_one_total", "total"},
 	} {
 		fmt.Fprintf(&t, "| %s | %s |\n", p.label, spread(b.s.Stat(p.key)))
 	}

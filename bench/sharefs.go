@@ -32,11 +32,18 @@ const (
 	smallScript = `cd %s && i=0 && while [ $i -lt %d ]; do echo x > f$i; [ -f f$i ] || exit 1; i=$((i+1)); done && rm -f f*`
 )
 
-// ninep compares file access in a sandbox's container (rootfs over
-// virtio-9p) with the same busybox commands on the host file system that
-// holds that rootfs.
-func (b *bench) ninep(ctx context.Context) (err error) {
-	dir := filepath.Join(b.tmp, "9p")
+// sharedFSes are the file systems a share can come over, by the name of
+// their bench measures.
+var sharedFSes = []struct{ name, typ string }{
+	{"9p", runtime.SharedFS9P},
+	{"virtiofs", runtime.SharedFSVirtioFS},
+}
+
+// sharedFS compares file access in a sandbox's container (rootfs over
+// virtio-9p, then over virtio-fs) with the same busybox commands on the
+// host file system that holds that rootfs.
+func (b *bench) sharedFS(ctx context.Context) error {
+	dir := filepath.Join(b.tmp, "fs")
 	bundle := filepath.Join(dir, "bundle")
 	rootfs, err := fixture.Rootfs(bundle)
 	if err != nil {
@@ -52,8 +59,39 @@ func (b *bench) ninep(ctx context.Context) (err error) {
 	if err := writeRandomFile(big, bigFileMiB); err != nil {
 		return err
 	}
+	cases := []fsCase{
+		{"read", fmt.Sprintf(readScript, "/bigfile"), fmt.Sprintf(readScript, big), true},
+		{"write", fmt.Sprintf(writeScript, "/data/out", bigFileMiB), fmt.Sprintf(writeScript, filepath.Join(hostDir, "out"), bigFileMiB), true},
+		{"small", fmt.Sprintf(smallScript, "/data/small", smallFiles), fmt.Sprintf(smallScript, filepath.Join(hostDir, "small"), smallFiles), false},
+	}
+	for _, fs := range sharedFSes {
+		if err := b.sharedFSCases(ctx, fs.name, fs.typ, filepath.Join(dir, "sb-"+fs.name), bundle, cases); err != nil {
+			return fmt.Errorf("%s: %w", fs.name, err)
+		}
+	}
+	b.note("Shared file systems: busybox in a container of a tuned sandbox (rootfs over virtio-9p with cache=mmap, or over virtio-fs "+
+		"served by virtiofsd with cache=auto) vs the same busybox on the host's file system that holds the rootfs. Guest times are busybox `time` around the command inside the container (10 ms resolution; container "+
+		"create/start/remove excluded), host times are wall time around `busybox sh -c`, taken right after each guest sample. Read: dd of a %d MiB file (hot in the host page cache) "+
+		"with bs=1M; write: dd of %d MiB with conv=fsync, then sync; small files: %d times echo > f; [ -f f ] then one rm -f of all.",
+		bigFileMiB, bigFileMiB, smallFiles)
+	return nil
+}
 
-	sb, err := runtime.StartSandbox(ctx, runtime.SandboxOptions{ID: "ninep", Dir: filepath.Join(dir, "sb"), Config: b.sandboxConfig(tunedKernel, tunedImage)})
+// fsCase is one file access pattern, as a script for the guest and one for
+// the host.
+type fsCase struct {
+	key             string
+	guestSc, hostSc string
+	throughput      bool
+}
+
+// sharedFSCases runs each case n times in a sandbox whose share is of type
+// typ, each guest sample followed by its host floor; the samples go under
+// "<fs>_<case>_guest" and "<fs>_<case>_host".
+func (b *bench) sharedFSCases(ctx context.Context, fs, typ, sbDir, bundle string, cases []fsCase) (err error) {
+	cfg := b.sandboxConfig(tunedKernel, tunedImage)
+	cfg.SharedFS.Type = typ
+	sb, err := runtime.StartSandbox(ctx, runtime.SandboxOptions{ID: fs, Dir: sbDir, Config: cfg})
 	if err != nil {
 		return err
 	}
@@ -81,15 +119,6 @@ func (b *bench) ninep(ctx context.Context) (err error) {
 		}
 		return time.Since(t0), nil
 	}
-	cases := []struct {
-		key             string
-		guestSc, hostSc string
-		throughput      bool
-	}{
-		{"read", fmt.Sprintf(readScript, "/bigfile"), fmt.Sprintf(readScript, big), true},
-		{"write", fmt.Sprintf(writeScript, "/data/out", bigFileMiB), fmt.Sprintf(writeScript, filepath.Join(hostDir, "out"), bigFileMiB), true},
-		{"small", fmt.Sprintf(smallScript, "/data/small", smallFiles), fmt.Sprintf(smallScript, filepath.Join(hostDir, "small"), smallFiles), false},
-	}
 	for i := range b.n {
 		for _, c := range cases {
 			g, err := guest(fmt.Sprintf("%s%d", c.key, i), c.guestSc)
@@ -101,20 +130,15 @@ func (b *bench) ninep(ctx context.Context) (err error) {
 				return err
 			}
 			if c.throughput {
-				b.s.Add("9p_"+c.key+"_guest", bigFileMiB/g.Seconds())
-				b.s.Add("9p_"+c.key+"_host", bigFileMiB/h.Seconds())
+				b.s.Add(fs+"_"+c.key+"_guest", bigFileMiB/g.Seconds())
+				b.s.Add(fs+"_"+c.key+"_host", bigFileMiB/h.Seconds())
 			} else {
-				b.s.Add("9p_"+c.key+"_guest", ms(g))
-				b.s.Add("9p_"+c.key+"_host", ms(h))
+				b.s.Add(fs+"_"+c.key+"_guest", ms(g))
+				b.s.Add(fs+"_"+c.key+"_host", ms(h))
 			}
-			log.Printf("  rep %d %s: guest %v, host %v", i+1, c.key, g.Round(time.Millisecond), h.Round(time.Millisecond))
+			log.Printf("  %s rep %d %s: guest %v, host %v", fs, i+1, c.key, g.Round(time.Millisecond), h.Round(time.Millisecond))
 		}
 	}
-	b.note("9p: busybox in a container of a tuned sandbox (rootfs over virtio-9p, cache=mmap) vs the same busybox on the host's file system "+
-		"that holds the rootfs. Guest times are busybox `time` around the command inside the container (10 ms resolution; container "+
-		"create/start/remove excluded), host times are wall time around `busybox sh -c`. Read: dd of a %d MiB file (hot in the host page cache) "+
-		"with bs=1M; write: dd of %d MiB with conv=fsync, then sync; small files: %d times echo > f; [ -f f ] then one rm -f of all.",
-		bigFileMiB, bigFileMiB, smallFiles)
 	return nil
 }
 
