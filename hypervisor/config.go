@@ -211,9 +211,11 @@ func (c *Config) Args() []string {
 			// which vhost-user back ends refuse.
 			devs = append(devs, device{"-global", []prop{p("driver", "virtio-mmio"), p("property", "force-legacy"), p("value", "false")}})
 		}
+		// A long queue lets one FUSE request carry up to 1 MiB: each is
+		// a round trip to virtiofsd.
 		devs = append(devs,
 			device{"-chardev", []prop{p("", "socket"), p("id", "fs0"), p("path", c.VirtioFS.Socket)}},
-			device{"-device", []prop{p("", c.bus("vhost-user-fs")), p("chardev", "fs0"), p("tag", c.VirtioFS.Tag)}},
+			device{"-device", []prop{p("", c.bus("vhost-user-fs")), p("chardev", "fs0"), p("tag", c.VirtioFS.Tag), p("queue-size", "1024")}},
 		)
 	}
 	for i, nic := range c.NICs {

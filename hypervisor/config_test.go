@@ -194,9 +194,9 @@ func TestArgsProperties(t *testing.T) {
 		args := c.Args()
 		// libvhost-user refuses legacy virtio, virtio-mmio's default.
 		assertArgPair(t, args, "-global", "driver=virtio-mmio,property=force-legacy,value=false")
-		assertArgPair(t, args, "-device", "vhost-user-fs-device,chardev=fs0,tag=t")
+		assertArgPair(t, args, "-device", "vhost-user-fs-device,chardev=fs0,tag=t,queue-size=1024")
 		c.Machine = "q35"
-		assertArgPair(t, c.Args(), "-device", "vhost-user-fs-pci,chardev=fs0,tag=t")
+		assertArgPair(t, c.Args(), "-device", "vhost-user-fs-pci,chardev=fs0,tag=t,queue-size=1024")
 	})
 	t.Run("9p keeps private guest RAM", func(t *testing.T) {
 		c := validConfig()
