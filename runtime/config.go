@@ -129,7 +129,7 @@ func DefaultConfig() Config {
 			MemoryOverhead: 128,
 			TCGTBSize:      32,
 		},
-		SharedFS: SharedFSConfig{Type: SharedFS9P, Tag: "hullshare", Virtiofsd: "/usr/lib/qemu/virtiofsd"},
+		SharedFS: SharedFSConfig{Type: SharedFSVirtioFS, Tag: "hullshare", Virtiofsd: "/usr/lib/qemu/virtiofsd"},
 		Agent:    AgentConfig{Transport: "virtio-serial", PortName: "hull.agent", VsockPort: 1024},
 		Timeouts: TimeoutsConfig{
 			QMP:       Duration{10 * time.Second},
