@@ -122,19 +122,26 @@ func (s *Share) bind(src, rel string, readonly, dir bool) error {
 		}
 		f.Close()
 	}
-	if err := unix.Mount(src, target, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+	// A detached copy of src's tree, made private (mounts made later
+	// inside src do not follow) and, when asked, read-only, before it is
+	// attached: propagation copies it into the export, QEMU's and
+	// virtiofsd's, flags and all. Remounting read-only after attaching
+	// would reach hull's own copy only, and the guest would write through
+	// the export.
+	tree, err := unix.OpenTree(unix.AT_FDCWD, src, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE)
+	if err != nil {
 		return fmt.Errorf("bind %s: %w", src, err)
 	}
-	// A private copy, so mounts made later inside src do not follow.
-	if err := unix.Mount("", target, "", unix.MS_PRIVATE|unix.MS_REC, ""); err != nil {
-		_ = unix.Unmount(target, unix.MNT_DETACH)
-		return fmt.Errorf("make %s private: %w", target, err)
-	}
+	defer unix.Close(tree)
+	attr := unix.MountAttr{Propagation: unix.MS_PRIVATE}
 	if readonly {
-		if err := unix.Mount("", target, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
-			_ = unix.Unmount(target, unix.MNT_DETACH)
-			return fmt.Errorf("remount %s read-only: %w", target, err)
-		}
+		attr.Attr_set = unix.MOUNT_ATTR_RDONLY
+	}
+	if err := unix.MountSetattr(tree, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, &attr); err != nil {
+		return fmt.Errorf("bind %s: set mount attributes: %w", src, err)
+	}
+	if err := unix.MoveMount(tree, "", unix.AT_FDCWD, target, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+		return fmt.Errorf("bind %s: %w", src, err)
 	}
 	return nil
 }

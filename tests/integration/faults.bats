@@ -243,7 +243,9 @@ snapshot() {
 
 @test "the guest sees only the share; state 0700, sockets 0600; --log never holds the environment" {
   B=$T/b; make_bundle "$B" sleep 600
+  mkdir -p "$T/rovol"
   edit_spec "$B" '.process.env += ["HULL_TEST_SECRET=do-not-log-me"]'
+  edit_spec "$B" ".mounts += [{destination: \"/rovol\", type: \"bind\", source: \"$T/rovol\", options: [\"rbind\", \"ro\"]}]"
   "$HULL_BIN" --root "$ROOT" --debug --log "$T/hull.log" create --bundle "$B" c1 </dev/null >/dev/null 2>&1
   "$HULL_BIN" --root "$ROOT" --debug --log "$T/hull.log" start c1
   sb=$(ls -d "$ROOT"/sandboxes/*/)
@@ -255,6 +257,12 @@ snapshot() {
   # QEMU exports share/shared: no socket and nothing of the sandbox dir.
   [ -z "$(find "$sb/share/shared/" -type s)" ]
   [ "$(ls "$sb/share/shared")" = c1 ]
+  # A read-only volume is read-only in the export too, where the guest
+  # reaches it, not only in hull's own view of the share.
+  rovol=$(basename "$sb"/share/shared/c1/volumes/*-rovol)
+  [ -d "$sb/share/shared/c1/volumes/$rovol" ]
+  run ! touch "$sb/share/shared/c1/volumes/$rovol/planted"
+  [[ "$output" == *"Read-only file system"* ]]
   run hull exec c1 sh -c 'ls /run/hull 2>&1; cat /proc/mounts | grep -c 9p'
   [[ "$output" != *qmp* ]]
   # Over virtio-fs, virtiofsd serves the export from a mount namespace of
@@ -267,7 +275,10 @@ snapshot() {
     [ -x "/proc/$fsd/root/c1/rootfs/bin/busybox" ]
     run ! touch "/proc/$fsd/root/planted"
     [[ "$output" == *"Read-only file system"* ]]
+    run ! touch "/proc/$fsd/root/c1/volumes/$rovol/planted"
+    [[ "$output" == *"Read-only file system"* ]]
   fi
+  [ -z "$(ls "$T/rovol")" ]
   run -1 grep -q do-not-log-me "$T/hull.log"
   hull delete --force c1
   run -1 grep -q do-not-log-me "$T/hull.log"
