@@ -108,21 +108,28 @@ func TestArgsGolden(t *testing.T) {
 			if err := c.Validate(); err != nil {
 				t.Fatalf("test config does not validate: %v", err)
 			}
-			got := strings.Join(c.Args(), "\n") + "\n"
-			golden := filepath.Join("testdata", tt.name+".golden")
-			if *update {
-				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("read golden file (run with -update to create it): %v", err)
-			}
-			if got != string(want) {
-				t.Errorf("Args() differs from %s (run with -update if the change is intended)\n--- got\n%s--- want\n%s", golden, got, want)
-			}
+			assertGolden(t, tt.name, c.Args())
 		})
+	}
+}
+
+// assertGolden compares args, one a line, with testdata/NAME.golden, which
+// -update rewrites.
+func assertGolden(t *testing.T, name string, args []string) {
+	t.Helper()
+	got := strings.Join(args, "\n") + "\n"
+	golden := filepath.Join("testdata", name+".golden")
+	if *update {
+		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("read golden file (run with -update to create it): %v", err)
+	}
+	if got != string(want) {
+		t.Errorf("Args() differs from %s (run with -update if the change is intended)\n--- got\n%s--- want\n%s", golden, got, want)
 	}
 }
 

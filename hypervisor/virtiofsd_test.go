@@ -21,21 +21,7 @@ func validVirtiofsd() VirtiofsdConfig {
 }
 
 func TestVirtiofsdArgsGolden(t *testing.T) {
-	c := validVirtiofsd()
-	got := strings.Join(c.Args(), "\n") + "\n"
-	golden := filepath.Join("testdata", "virtiofsd.golden")
-	if *update {
-		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatalf("read golden file (run with -update to create it): %v", err)
-	}
-	if got != string(want) {
-		t.Errorf("Args() differs from %s (run with -update if the change is intended)\n--- got\n%s--- want\n%s", golden, got, want)
-	}
+	assertGolden(t, "virtiofsd", validVirtiofsd().Args())
 }
 
 func TestVirtiofsdArgsProperties(t *testing.T) {
