@@ -3,7 +3,9 @@ package guest
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -66,6 +68,9 @@ type Service struct {
 
 	mu         sync.Mutex
 	containers map[string]*container
+	// released are share paths of removed containers that the guest may
+	// still have cached (see sweepReleased).
+	released []string
 
 	destroy   sync.Once
 	destroyed chan struct{}
@@ -76,6 +81,8 @@ type container struct {
 	bundle string
 	runc   Runtime
 	init   *process
+	// shared are the paths in the share it uses: its rootfs, its volumes.
+	shared []string
 
 	// Guarded by Service.mu. A nil entry in execs reserves an exec ID
 	// whose process is still starting. removed is set when
@@ -117,6 +124,7 @@ func (s *Service) CreateContainer(ctx context.Context, req *agentproto.CreateCon
 	if err := s.cfg.Ready(ctx); err != nil {
 		return nil, status.Errorf(codes.Unavailable, "guest setup: %v", err)
 	}
+	s.sweepReleased()
 	if err := toGuestSpec(&spec, req.ContainerId, s.cfg.ShareDir); err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
@@ -132,7 +140,8 @@ func (s *Service) CreateContainer(ctx context.Context, req *agentproto.CreateCon
 		return nil, status.Errorf(codes.AlreadyExists, "container %s already exists", req.ContainerId)
 	}
 	bundle := filepath.Join(s.cfg.BundleDir, req.ContainerId)
-	c := &container{id: req.ContainerId, bundle: bundle, runc: s.cfg.Runtime(filepath.Join(bundle, "log.json")), execs: map[string]*process{}}
+	c := &container{id: req.ContainerId, bundle: bundle, runc: s.cfg.Runtime(filepath.Join(bundle, "log.json")),
+		shared: sharePaths(&spec, s.cfg.ShareDir), execs: map[string]*process{}}
 	s.containers[c.id] = c // reserve the ID
 	s.mu.Unlock()
 
@@ -308,7 +317,49 @@ func (s *Service) RemoveContainer(ctx context.Context, req *agentproto.RemoveCon
 		p.release()
 	}
 	_ = os.RemoveAll(c.bundle)
+	s.release(c.shared)
 	return &agentproto.Empty{}, nil
+}
+
+// release lets go of a removed container's paths in the share. While the
+// guest keeps an inode of the share cached, virtiofsd keeps a file
+// descriptor on it, and one in a container's rootfs holds the host's mount
+// of that rootfs alive after hull removed it. Over virtio-fs each host
+// mount in the share (a rootfs, a volume) is a submount in the guest,
+// mounted on first access and never expired by the kernel: release
+// unmounts it (over 9p nothing is mounted there: EINVAL). The entries that
+// lead to it stay cached until a lookup finds them gone on the host, which
+// sweepReleased does once hull has removed them. Best effort: the container
+// is gone either way.
+func (s *Service) release(paths []string) {
+	for _, p := range paths {
+		_ = unix.Unmount(p, unix.MNT_DETACH)
+	}
+	s.mu.Lock()
+	s.released = append(s.released, paths...)
+	s.mu.Unlock()
+	s.sweepReleased()
+}
+
+// sweepReleased looks up the share paths of removed containers. Once hull
+// has removed one on the host and the guest's cached entry has expired
+// (cache=auto: a second), the lookup fails and the guest drops its entries
+// below it, which tells virtiofsd to close what it holds there. A path
+// that still resolves is tried again at the next create or remove.
+func (s *Service) sweepReleased() {
+	s.mu.Lock()
+	paths := s.released
+	s.released = nil
+	s.mu.Unlock()
+	var keep []string
+	for _, p := range paths {
+		if _, err := os.Lstat(p); !errors.Is(err, fs.ErrNotExist) {
+			keep = append(keep, p)
+		}
+	}
+	s.mu.Lock()
+	s.released = append(s.released, keep...)
+	s.mu.Unlock()
 }
 
 // forget takes c out of the service and returns its started execs, whose

@@ -136,6 +136,22 @@ func setSysctls(procSys string, kv map[string]string) error {
 // guestSpecVersion is the spec version the guest's runtimes accept.
 const guestSpecVersion = "1.0.2"
 
+// sharePaths lists the paths of a guest spec that lie in the share: its
+// root and the sources of its binds from there.
+func sharePaths(s *specs.Spec, shareDir string) []string {
+	in := func(p string) bool { return strings.HasPrefix(p, shareDir+"/") }
+	var paths []string
+	if s.Root != nil && in(s.Root.Path) {
+		paths = append(paths, s.Root.Path)
+	}
+	for _, m := range s.Mounts {
+		if isBind(m) && in(m.Source) {
+			paths = append(paths, m.Source)
+		}
+	}
+	return paths
+}
+
 // underShare joins a share-relative path to shareDir, refusing paths that
 // are absolute or climb out.
 func underShare(shareDir, rel string) (string, error) {

@@ -2,6 +2,7 @@ package guest
 
 import (
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -169,5 +170,22 @@ func TestToGuestSpecErrors(t *testing.T) {
 				t.Errorf("toGuestSpec succeeded; root %+v", s.Root)
 			}
 		})
+	}
+}
+
+func TestSharePaths(t *testing.T) {
+	s := &specs.Spec{
+		Root: &specs.Root{Path: "/run/hull/shared/c1/rootfs"},
+		Mounts: []specs.Mount{
+			{Destination: "/data", Type: "bind", Source: "/run/hull/shared/c1/volumes/ab-data", Options: []string{"rbind"}},
+			{Destination: "/dev/shm", Type: "bind", Source: "/dev/shm", Options: []string{"rbind"}},
+			{Destination: "/tmp", Type: "tmpfs", Source: "tmpfs"},
+			{Destination: "/x", Type: "bind", Source: "/run/hull/sharedother/x", Options: []string{"bind"}},
+		},
+	}
+	got := sharePaths(s, "/run/hull/shared")
+	want := []string{"/run/hull/shared/c1/rootfs", "/run/hull/shared/c1/volumes/ab-data"}
+	if !slices.Equal(got, want) {
+		t.Errorf("sharePaths = %q, want %q", got, want)
 	}
 }
