@@ -20,6 +20,7 @@ const healthCalls = 1000
 // ("step_<name>") and drawn in the chart.
 var startupSteps = []struct{ key, label string }{
 	{"share", "share dir mounts"},
+	{"virtiofsd", "virtiofsd spawn"},
 	{"accel", "accelerator probe"},
 	{"qemu", "QEMU spawn -> QMP ready"},
 	{"agent", "QMP ready -> agent ready"},

@@ -1,7 +1,8 @@
 // Command bench measures hull's start-up time, host CLI latency, memory per
-// sandbox and shared file system (9p, virtio-fs) throughput against floors measured in the same run (a raw
-// QEMU boot of the same kernel, runc, the host file system), and writes
-// results/latest.{md,csv} and the start-up chart results/startup.png.
+// sandbox and shared file system (9p, virtio-fs) throughput against floors
+// measured in the same run (a raw QEMU boot of the same kernel, runc, the
+// host file system), and writes results/latest.{md,csv} and the start-up
+// chart results/startup.png.
 //
 // It needs root, QEMU, runc and the images in build/ (`make`). Run it with
 // `make bench`.

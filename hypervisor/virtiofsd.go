@@ -184,7 +184,11 @@ func (v *Virtiofsd) Done() <-chan struct{} { return v.done }
 // ExitError is virtiofsd's wait status and the end of its log, once Done is
 // closed.
 func (v *Virtiofsd) ExitError() error {
-	return fmt.Errorf("virtiofsd: %v%s", v.waitErr, logTail(v.cfg.Log))
+	err := v.waitErr
+	if err == nil {
+		err = errors.New("exit status 0")
+	}
+	return fmt.Errorf("%w%s", err, logTail(v.cfg.Log))
 }
 
 // PID is virtiofsd's process ID, 0 before Start.

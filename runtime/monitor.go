@@ -151,8 +151,9 @@ func RunMonitor(ctx context.Context, o MonitorOptions) (err error) {
 	}
 	if why != "destroyed" && !strings.HasPrefix(why, "signal") {
 		// Nobody asked for this: a guest panic (the agent is PID 1, so an
-		// agent crash is one), or QEMU or virtiofsd killed. Say so, with the guest's
-		// last words, before the console log goes with the sandbox.
+		// agent crash is one), or QEMU or virtiofsd killed. Say so, with
+		// the guest's last words, before the console log goes with the
+		// sandbox.
 		report := errors.New(why)
 		if why == "virtiofsd exited" {
 			// QEMU lives on without its share: say what ended virtiofsd.

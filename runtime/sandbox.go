@@ -203,8 +203,11 @@ func (s *Sandbox) hypervisorConfig(o SandboxOptions) hypervisor.Config {
 		agent.PortName = o.Config.Agent.PortName
 		params = append(params, "hull.port="+agent.PortName)
 	}
-	tag := o.Config.SharedFS.Tag
-	params = append(params, "hull.share="+tag)
+	tag, guestFS := o.Config.SharedFS.Tag, "9p"
+	if s.fsd != nil {
+		guestFS = "virtiofs"
+	}
+	params = append(params, "hull.share="+tag, "hull.sharefs="+guestFS)
 	if o.Config.Runtime.Debug {
 		params = append(params, "hull.debug=1")
 	}
@@ -218,10 +221,8 @@ func (s *Sandbox) hypervisorConfig(o SandboxOptions) hypervisor.Config {
 	}
 	if s.fsd != nil {
 		hc.VirtioFS = &hypervisor.VirtioFSDevice{Socket: filepath.Join(o.Dir, virtiofsdSocket), Tag: tag}
-		hc.KernelParams = append(hc.KernelParams, "hull.sharefs=virtiofs")
 	} else {
 		hc.Share = &hypervisor.ShareDevice{Path: s.share.ExportDir(), Tag: tag}
-		hc.KernelParams = append(hc.KernelParams, "hull.sharefs=9p")
 	}
 	return hc
 }
