@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"strings"
 
@@ -102,7 +103,38 @@ func CheckHost(cfg Config, hullVersion string) []Check {
 		}
 	}
 	add(mem)
+	add(checkConfinement(cfg))
 	return out
+}
+
+// checkConfinement reports how far QEMU is confined and why not further.
+// A configured user that does not exist fails: QEMU would refuse to start.
+func checkConfinement(cfg Config) Check {
+	conf, why := QEMUConfinement(cfg, "<sandbox>")
+	c := Check{Name: "qemu confinement", Required: conf.User != "", OK: true}
+	var parts []string
+	if conf.Seccomp {
+		parts = append(parts, "seccomp filter")
+	}
+	if conf.Chroot != "" {
+		parts = append(parts, "empty chroot")
+	}
+	if conf.User != "" {
+		if _, err := user.Lookup(conf.User); err != nil {
+			c.OK, c.Fix = false, fmt.Sprintf("create the user (make install, deploy/node-setup.sh, or useradd --system %s), or set hypervisor.qemu_user = \"\"", conf.User)
+			parts = append(parts, fmt.Sprintf("user %s: %v", conf.User, err))
+		} else {
+			parts = append(parts, "user "+conf.User+", no capabilities")
+		}
+	}
+	if len(parts) == 0 {
+		parts = append(parts, "none")
+	}
+	c.Detail = strings.Join(parts, ", ")
+	if len(why) > 0 {
+		c.Detail += "; not applied: " + strings.Join(why, "; ")
+	}
+	return c
 }
 
 // guestImageFile reads one file of the guest image, a directory or an

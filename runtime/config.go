@@ -45,6 +45,12 @@ type HypervisorConfig struct {
 	// TCGTBSize caps QEMU's TCG translation cache, in MiB (0: QEMU's own
 	// default).
 	TCGTBSize int `toml:"tcg_tb_size"`
+	// Seccomp, Chroot and QEMUUser confine QEMU once it has opened its
+	// files: its seccomp filter, an empty per-sandbox root, and an
+	// unprivileged user (which a 9p share rules out).
+	Seccomp  bool   `toml:"seccomp"`
+	Chroot   bool   `toml:"chroot"`
+	QEMUUser string `toml:"qemu_user"`
 }
 
 // SharedFSConfig is the container rootfs share.
@@ -97,6 +103,10 @@ const (
 	installedDataDir  = "/usr/local/share/hull"
 )
 
+// DefaultQEMUUser is the unprivileged user QEMU runs as; `make install`
+// and deploy/node-setup.sh create it.
+const DefaultQEMUUser = "hull-qemu"
+
 // DefaultKernelParams keep a guest's boot short under TCG: no console
 // chatter, no clock or keyboard-controller probing nobody needs.
 const DefaultKernelParams = "quiet tsc=reliable no_timer_check rcupdate.rcu_expedited=1 i8042.noaux=1 i8042.nopnp=1 i8042.dumbkbd=1 cryptomgr.notests pci=lastbus=0"
@@ -117,6 +127,9 @@ func DefaultConfig() Config {
 			DefaultMemory:  512,
 			MemoryOverhead: 128,
 			TCGTBSize:      32,
+			Seccomp:        true,
+			Chroot:         true,
+			QEMUUser:       DefaultQEMUUser,
 		},
 		SharedFS: SharedFSConfig{Type: "virtio-9p", Tag: "hullshare"},
 		Agent:    AgentConfig{Transport: "virtio-serial", PortName: "hull.agent", VsockPort: 1024},

@@ -78,6 +78,7 @@ const (
 	agentSocket = "agent.sock"
 	consoleLog  = "console.log"
 	shareDir    = "share"
+	qemuRoot    = "qemu-root"
 )
 
 // StartSandbox boots a VM and returns once its agent answers. On error
@@ -138,6 +139,15 @@ func StartSandbox(ctx context.Context, o SandboxOptions) (_ *Sandbox, err error)
 	o.Log.Debug("accelerator", "accel", s.Accel.Name, "why", s.Accel.Reason)
 	step("accel")
 	hc := s.hypervisorConfig(o)
+	if hc.Confine.Chroot != "" {
+		// Empty and root's: all QEMU sees of the host once it runs.
+		if err := os.Mkdir(hc.Confine.Chroot, 0o555); err != nil {
+			return nil, fmt.Errorf("qemu chroot: %w", err)
+		}
+	}
+	_, why := QEMUConfinement(o.Config, o.Dir)
+	o.Log.Debug("qemu confinement", "seccomp", hc.Confine.Seccomp, "deny_set_id", hc.Confine.ElevatePrivilegesDenied(),
+		"chroot", hc.Confine.Chroot, "user", hc.Confine.User, "not_applied", strings.Join(why, "; "))
 	t := o.Config.Timeouts
 	s.vm = o.NewVM(hc, o.Log, hypervisor.Timeouts{QMP: t.QMP.Duration, Powerdown: t.Powerdown.Duration, Quit: t.Quit.Duration})
 	if err := s.vm.Start(ctx); err != nil {
@@ -194,7 +204,7 @@ func (s *Sandbox) hypervisorConfig(o SandboxOptions) hypervisor.Config {
 	if o.Config.Runtime.Debug {
 		params = append(params, "hull.debug=1")
 	}
-	return hypervisor.Config{
+	hc := hypervisor.Config{
 		Path: h.Path, Machine: h.Machine, Accel: s.Accel.Name, CPUModel: s.Accel.CPUModel,
 		VCPUs: vcpus, MemoryMiB: mem, TBSizeMiB: h.TCGTBSize, Kernel: h.Kernel, Initrd: h.Initrd, RootDir: h.GuestRoot, KernelParams: params,
 		QMPSocket:  filepath.Join(o.Dir, qmpSocket),
@@ -203,6 +213,8 @@ func (s *Sandbox) hypervisorConfig(o SandboxOptions) hypervisor.Config {
 		Share:      &hypervisor.ShareDevice{Path: s.share.ExportDir(), Tag: o.Config.SharedFS.Tag},
 		NICs:       s.network.NICs(),
 	}
+	hc.Confine, _ = QEMUConfinement(o.Config, o.Dir)
+	return hc
 }
 
 // vsockCID derives a guest CID (≥ 3) from the sandbox ID.

@@ -23,3 +23,5 @@ fi
 if ! command -v crictl >/dev/null 2>&1; then
   GOBIN=/usr/local/bin GOFLAGS='' go install sigs.k8s.io/cri-tools/cmd/crictl@v1.37.0
 fi
+# The unprivileged user QEMU runs as (hypervisor.qemu_user).
+bash "$(dirname "$0")/qemu-user.sh"
