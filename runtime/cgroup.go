@@ -29,7 +29,16 @@ type HostCgroup struct {
 const cgroupRoot = "/sys/fs/cgroup"
 
 // v1Controllers are the hierarchies hull places sandbox processes in.
-var v1Controllers = []string{"memory", "cpu", "cpuacct", "pids"}
+var v1Controllers = []string{"memory", "cpu", "cpuacct", "pids", "devices"}
+
+// hostDevices are the only devices a sandbox's host processes may open:
+// what QEMU opens (the null devices, entropy, KVM, vhost) and the tun
+// device the monitor makes taps with. The container's own device rules
+// are enforced in the guest.
+var hostDevices = []string{
+	"c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm", // null zero full random urandom
+	"c 10:200 rwm", "c 10:232 rwm", "c 10:238 rwm", "c 10:241 rwm", // tun kvm vhost-net vhost-vsock
+}
 
 // NewHostCgroup names the cgroup at path (relative to the hierarchies'
 // roots, as in the spec); nil when path is empty.
@@ -73,6 +82,9 @@ func (c *HostCgroup) Create(res *specs.LinuxResources, vmMemMiB int) error {
 			return fmt.Errorf("create cgroup %s: %w", d, err)
 		}
 	}
+	if err := c.limitDevices(); err != nil {
+		return err
+	}
 	if res == nil {
 		return nil
 	}
@@ -91,6 +103,23 @@ func (c *HostCgroup) Create(res *specs.LinuxResources, vmMemMiB int) error {
 			return err
 		}
 		if err := c.write("cpu.cfs_quota_us", "", strconv.FormatInt(*res.CPU.Quota, 10)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// limitDevices denies every device but hostDevices (cgroup v1; v2's device
+// controller takes a BPF program, which hull does not load).
+func (c *HostCgroup) limitDevices() error {
+	if c.unified {
+		return nil
+	}
+	if err := c.write("devices.deny", "", "a"); err != nil {
+		return err
+	}
+	for _, rule := range hostDevices {
+		if err := c.write("devices.allow", "", rule); err != nil {
 			return err
 		}
 	}
