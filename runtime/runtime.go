@@ -37,28 +37,6 @@ const (
 	ProxyCommand   = "__proxy"
 )
 
-// Pod annotations of CRI-O and containerd's CRI.
-const (
-	crioContainerType = "io.kubernetes.cri-o.ContainerType"
-	crioSandboxID     = "io.kubernetes.cri-o.SandboxID"
-	criContainerType  = "io.kubernetes.cri.container-type"
-	criSandboxID      = "io.kubernetes.cri.sandbox-id"
-)
-
-// SandboxOf tells which sandbox a container belongs to and whether it is the
-// one that creates it: a pod's app containers join the VM of their sandbox
-// container; without pod annotations (docker) each container is its own.
-func SandboxOf(id string, annotations map[string]string) (sid string, owner bool) {
-	for _, k := range [][2]string{{crioContainerType, crioSandboxID}, {criContainerType, criSandboxID}} {
-		if t, ok := annotations[k[0]]; ok && t == "container" {
-			if s := annotations[k[1]]; s != "" && s != id {
-				return s, false
-			}
-		}
-	}
-	return id, true
-}
-
 // guest returns the operations on a running sandbox; close it after use.
 func (r *Runtime) guest(sid string) (*Guest, func(), error) {
 	c, err := DialMonitor(r.Store, sid)
