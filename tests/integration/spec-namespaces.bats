@@ -191,7 +191,7 @@ refused() {
   [ "$(guest_ns app mnt)" != "$(guest_ns infra mnt)" ]
   # localhost between them: one VM, one network.
   # shellcheck disable=SC2016 # expanded in the container
-  run hull exec app sh -c 'for i in $(seq 1 30); do wget -qO- http://127.0.0.1:8080/ && exit 0; sleep 0.5; done; exit 1'
+  run hull exec app sh -c 'for i in $(seq 1 30); do wget -qO- http://127.0.0.1:8080/ 2>/dev/null && exit 0; sleep 0.5; done; exit 1'
   [ "$status" -eq 0 ]
   [ "$output" = "infra page" ]
   # The network by /proc/PID/ns/net (docker's --net=container:) too.
