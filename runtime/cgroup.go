@@ -191,8 +191,8 @@ func (c *HostCgroup) Remove() error {
 }
 
 // JoinCgroup moves the calling process into the cgroup at path (a spec's
-// cgroupsPath); monitors and proxies call it first thing, so that QEMU and
-// every other child starts inside.
+// cgroupsPath); monitors call it first thing, so that QEMU starts inside.
+// (Proxies are put in theirs by spawnProxy.)
 func JoinCgroup(path string) error {
 	cg, err := NewHostCgroup(path)
 	if err != nil {

@@ -52,9 +52,10 @@ func (g *Guest) ctx(ctx context.Context) (context.Context, context.CancelFunc) {
 
 // CreateContainer shares a bundle's rootfs and volumes with the guest and
 // creates the container there (its init process waits for StartContainer).
+// The namespaces it joins by path must be another container's of this
+// sandbox, as NSPlan.Apply names them.
 func (g *Guest) CreateContainer(ctx context.Context, cid, bundle string, spec *specs.Spec, stdin bool) error {
-	sid, _ := SandboxOf(cid, spec.Annotations)
-	gs, err := GuestSpec(spec, cid, bundle, sid, g.Share)
+	gs, err := GuestSpec(spec, cid, bundle, g.Share)
 	if err != nil {
 		return err
 	}

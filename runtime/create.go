@@ -48,10 +48,17 @@ func (r *Runtime) Create(ctx context.Context, req CreateRequest) (err error) {
 	if !spec.Process.Terminal && req.ConsoleSocket != "" {
 		return errors.New("cannot use console socket if runc will not detach or allocate tty")
 	}
+	place, err := r.Place(req.ID, spec)
+	if err != nil {
+		return fmt.Errorf("create container %s: %w", req.ID, err)
+	}
+	sid, owner := place.Sandbox, place.Owner
+	if spec.Linux != nil {
+		spec.Linux.Namespaces = place.NS.Apply(spec.Linux.Namespaces)
+	}
 	if err := r.Store.Reserve(req.ID); err != nil {
 		return err
 	}
-	sid, owner := SandboxOf(req.ID, spec.Annotations)
 	st := &ContainerState{ID: req.ID, Bundle: bundle, Rootfs: inBundle(bundle, spec.Root.Path), SandboxID: sid,
 		Status: Creating, Created: time.Now().UTC(), Owner: currentUser(), Annotations: spec.Annotations,
 		CgroupsPath: cgroupsPath(spec)}
@@ -85,10 +92,11 @@ func (r *Runtime) Create(ctx context.Context, req CreateRequest) (err error) {
 	}
 	// Last to run: the cgroup empties as the processes above are killed.
 	cleanups = append([]func(){func() { _ = cg.Remove() }}, cleanups...)
-	nsPath, newNS, err := r.netnsOf(spec, sid, owner)
+	nsPath, newNS, err := r.netnsOf(spec, place)
 	if err != nil {
 		return err
 	}
+	st.NetNS = nsPath
 	if newNS {
 		if err := CreateNetNS(nsPath); err != nil {
 			return err
@@ -158,31 +166,6 @@ func (r *Runtime) Create(ctx context.Context, req CreateRequest) (err error) {
 		}
 	}
 	return nil
-}
-
-// netnsOf returns the network namespace a container uses: the spec's path,
-// or for a sandbox's first container asking for a new one, a namespace hull
-// creates (newNS). Without a network namespace the container would want the
-// host's network, which a VM cannot give.
-func (r *Runtime) netnsOf(spec *specs.Spec, sid string, owner bool) (path string, newNS bool, err error) {
-	if spec.Linux != nil {
-		for _, ns := range spec.Linux.Namespaces {
-			if ns.Type != specs.NetworkNamespace {
-				continue
-			}
-			if ns.Path != "" {
-				if IsHostNetNS(ns.Path) {
-					break // docker's --net=host names the host's namespace
-				}
-				return ns.Path, false, nil
-			}
-			if owner {
-				return r.Store.NetNSPath(sid), true, nil
-			}
-			return r.Store.NetNSPath(sid), false, nil
-		}
-	}
-	return "", false, errors.New("host networking cannot work in a VM: the container needs a network namespace of its own (drop --net=host)")
 }
 
 func cgroupsPath(spec *specs.Spec) string {

@@ -15,8 +15,8 @@ import (
 func Features() *features.Features {
 	yes, no := true, false
 	var ns []string
-	for t := range namespaces {
-		ns = append(ns, string(t))
+	for _, k := range nsKinds {
+		ns = append(ns, string(k.typ))
 	}
 	slices.Sort(ns)
 	mountTypes := append(slices.Collect(maps.Keys(guestFSTypes)), "bind")

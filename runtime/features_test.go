@@ -41,8 +41,8 @@ func TestFeaturesVersionsAreAccepted(t *testing.T) {
 
 func TestFeaturesListTheTables(t *testing.T) {
 	f := Features()
-	if len(f.Linux.Namespaces) != len(namespaces) {
-		t.Errorf("namespaces %v, table has %d", f.Linux.Namespaces, len(namespaces))
+	if len(f.Linux.Namespaces) != len(nsKinds) {
+		t.Errorf("namespaces %v, table has %d", f.Linux.Namespaces, len(nsKinds))
 	}
 	for _, o := range f.MountOptions {
 		m := specs.Mount{Destination: "/v", Source: "/src", Options: []string{o}}

@@ -6,8 +6,6 @@ import (
 	"slices"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-
-	"github.com/hull-runtime/hull/agentproto"
 )
 
 // guestMount kinds the guest creates itself; everything else must be a
@@ -25,43 +23,25 @@ var bindOptions = []string{"bind", "rbind"}
 
 const readOnlyOption = "ro"
 
-// nsHandling is what hull does with a namespace a spec lists.
-type nsHandling int
-
-const (
-	// nsInGuest: the runtime in the guest makes (or joins) it.
-	nsInGuest nsHandling = iota
-	// nsPodShared: given by path in a pod's app container, it is the pod
-	// sandbox container's, which the app container joins in the guest.
-	nsPodShared
-	// nsHostMirrored: it stays on the host, and hull mirrors its
-	// interfaces into the VM, whose one namespace all containers share.
-	nsHostMirrored
-)
-
-// namespaces are the namespace types hull knows, and how it handles each.
-var namespaces = map[specs.LinuxNamespaceType]nsHandling{
-	specs.NetworkNamespace: nsHostMirrored,
-	specs.IPCNamespace:     nsPodShared,
-	specs.UTSNamespace:     nsPodShared,
-	specs.PIDNamespace:     nsPodShared,
-	specs.MountNamespace:   nsInGuest,
-	specs.UserNamespace:    nsInGuest,
-	specs.CgroupNamespace:  nsInGuest,
-}
-
 // GuestSpec prepares a container's spec for the agent: the rootfs and every
 // bind mount are placed in the share and named relative to it, and hooks
 // (which run on the host) are removed. bundle resolves a relative root.path.
-// For a pod's app container, sandboxCID names the pod's sandbox container:
-// the IPC, UTS and PID namespaces the spec joins by path become that
-// container's namespaces in the guest.
-func GuestSpec(spec *specs.Spec, cid, bundle, sandboxCID string, share *Share) (b []byte, err error) {
+// Namespace paths must already be another container's ("container:ID", see
+// NSPlan.Apply) or the network's (the VM's, for every container): a host
+// path would name something else in the guest.
+func GuestSpec(spec *specs.Spec, cid, bundle string, share *Share) (b []byte, err error) {
 	if spec.Root == nil || spec.Root.Path == "" {
 		return nil, fmt.Errorf("spec has no root.path")
 	}
 	g := *spec
 	g.Hooks = nil
+	if spec.Linux != nil {
+		l := *spec.Linux
+		if l.Namespaces, err = guestNamespaces(spec.Linux.Namespaces); err != nil {
+			return nil, err
+		}
+		g.Linux = &l
+	}
 	defer func() {
 		if err != nil {
 			_ = share.RemoveContainer(cid)
@@ -72,17 +52,6 @@ func GuestSpec(spec *specs.Spec, cid, bundle, sandboxCID string, share *Share) (
 		return nil, err
 	}
 	g.Root = &specs.Root{Path: rel, Readonly: spec.Root.Readonly}
-	if spec.Linux != nil {
-		l := *spec.Linux
-		l.Namespaces = make([]specs.LinuxNamespace, len(spec.Linux.Namespaces))
-		for i, n := range spec.Linux.Namespaces {
-			if n.Path != "" && namespaces[n.Type] == nsPodShared && sandboxCID != "" && sandboxCID != cid {
-				n.Path = agentproto.ContainerNSPrefix + sandboxCID
-			}
-			l.Namespaces[i] = n
-		}
-		g.Linux = &l
-	}
 	g.Mounts = make([]specs.Mount, 0, len(spec.Mounts))
 	for _, m := range spec.Mounts {
 		if !isBindMount(m) {

@@ -190,7 +190,7 @@ func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
 	for _, e := range st.Execs {
 		e.Kill()
 	}
-	_, owner := SandboxOf(id, st.Annotations)
+	owner := st.SandboxID == st.ID
 	if gerr == nil && !owner {
 		if err := g.RemoveContainer(ctx, id, true); err != nil {
 			return fmt.Errorf("delete %s: %w", id, err)

@@ -37,28 +37,6 @@ const (
 	ProxyCommand   = "__proxy"
 )
 
-// Pod annotations of CRI-O and containerd's CRI.
-const (
-	crioContainerType = "io.kubernetes.cri-o.ContainerType"
-	crioSandboxID     = "io.kubernetes.cri-o.SandboxID"
-	criContainerType  = "io.kubernetes.cri.container-type"
-	criSandboxID      = "io.kubernetes.cri.sandbox-id"
-)
-
-// SandboxOf tells which sandbox a container belongs to and whether it is the
-// one that creates it: a pod's app containers join the VM of their sandbox
-// container; without pod annotations (docker) each container is its own.
-func SandboxOf(id string, annotations map[string]string) (sid string, owner bool) {
-	for _, k := range [][2]string{{crioContainerType, crioSandboxID}, {criContainerType, criSandboxID}} {
-		if t, ok := annotations[k[0]]; ok && t == "container" {
-			if s := annotations[k[1]]; s != "" && s != id {
-				return s, false
-			}
-		}
-	}
-	return id, true
-}
-
 // guest returns the operations on a running sandbox; close it after use.
 func (r *Runtime) guest(sid string) (*Guest, func(), error) {
 	c, err := DialMonitor(r.Store, sid)
@@ -171,7 +149,7 @@ type ProxySpec struct {
 	Stdio [3]*os.File
 	// NetNS is the network namespace the proxy lives in ("" for hull's).
 	NetNS string
-	// Cgroup is the cgroupsPath the proxy joins.
+	// Cgroup is the cgroupsPath the proxy is put in.
 	Cgroup string
 }
 
@@ -197,17 +175,25 @@ func (p *Proxy) Kill() {
 }
 
 // spawnProxy starts a proxy; it keeps running after hull exits and is
-// reparented to the caller's subreaper. It waits on fd 3 for Go.
+// reparented to the caller's subreaper. It waits on fd 3 for Go. The proxy
+// of a container's init process (whose PID callers take for the
+// container's) holds PID, IPC, UTS, mount and cgroup namespaces of its own,
+// so that /proc/PID/ns/* name this container and no other: another
+// container joining them by path joins this one in the guest (see
+// PlanNamespaces).
 func (r *Runtime) spawnProxy(p ProxySpec) (*Proxy, error) {
+	cg, err := NewHostCgroup(p.Cgroup)
+	if err != nil {
+		return nil, err
+	}
 	args := append(append([]string{}, r.ChildArgs...), ProxyCommand, "--sandbox", p.SandboxID, "--id", p.ID)
 	if p.ExecID != "" {
 		args = append(args, "--exec", p.ExecID)
+	} else {
+		args = append(args, "--own-namespaces")
 	}
 	if p.Terminal {
 		args = append(args, "--tty")
-	}
-	if p.Cgroup != "" {
-		args = append(args, "--cgroup", p.Cgroup)
 	}
 	gateR, gateW, err := os.Pipe()
 	if err != nil {
@@ -218,6 +204,10 @@ func (r *Runtime) spawnProxy(p ProxySpec) (*Proxy, error) {
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = p.Stdio[0], p.Stdio[1], p.Stdio[2]
 	cmd.ExtraFiles = []*os.File{gateR}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	cmd.Dir = "/"
+	if p.ExecID == "" {
+		cmd.SysProcAttr.Cloneflags = proxyCloneFlags
+	}
 	if p.Terminal {
 		cmd.SysProcAttr.Setctty = true
 		cmd.SysProcAttr.Ctty = 0
@@ -238,7 +228,14 @@ func (r *Runtime) spawnProxy(p ProxySpec) (*Proxy, error) {
 	}
 	// Release sets cmd.Process.Pid to -1: use pid from here on.
 	_ = cmd.Process.Release()
-	return &Proxy{Ref: ref, gate: gateW}, nil
+	proxy := &Proxy{Ref: ref, gate: gateW}
+	// From here, not by the proxy itself: in its own cgroup namespace it
+	// may not be allowed to move (cgroup v2 checks the namespace's root).
+	if err := cg.Add(pid); err != nil {
+		proxy.Kill()
+		return nil, fmt.Errorf("start proxy of %s: %w", p.ID, err)
+	}
+	return proxy, nil
 }
 
 // destroySandbox asks a sandbox's monitor to tear everything down and waits

@@ -47,6 +47,9 @@ type ContainerState struct {
 	// CgroupsPath is the spec's linux.cgroupsPath, which holds the host
 	// processes of the container (and of its sandbox, for the owner).
 	CgroupsPath string `json:"cgroupsPath,omitempty"`
+	// NetNS is the network namespace the container's proxy lives in: its
+	// sandbox's.
+	NetNS string `json:"netns,omitempty"`
 }
 
 // ProcessRef names a host process robustly against PID reuse.

@@ -47,16 +47,15 @@ var proxyCommand = &cli.Command{
 		&cli.StringFlag{Name: "id", Required: true},
 		&cli.StringFlag{Name: "exec"},
 		&cli.BoolFlag{Name: "tty"},
-		&cli.StringFlag{Name: "cgroup"},
+		&cli.BoolFlag{Name: "own-namespaces"},
 	},
 	Action: func(c *cli.Context) error {
-		_ = runtime.JoinCgroup(c.String("cgroup"))
 		rt, err := newRuntime(c, true)
 		if err != nil {
 			return cli.Exit("", runtime.ExitSandboxLost)
 		}
 		status := runtime.RunProxy(c.Context, runtime.ProxyOptions{Store: rt.Store, SandboxID: c.String("sandbox"),
-			ID: c.String("id"), ExecID: c.String("exec"), Terminal: c.Bool("tty"), Gate: os.NewFile(3, "gate"), Log: rt.Log})
+			ID: c.String("id"), ExecID: c.String("exec"), Terminal: c.Bool("tty"), OwnNamespaces: c.Bool("own-namespaces"), Gate: os.NewFile(3, "gate"), Log: rt.Log})
 		os.Exit(status)
 		return nil
 	},
