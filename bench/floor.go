@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/hull-runtime/hull/hypervisor"
-	"github.com/hull-runtime/hull/runtime"
+	"github.com/hull-runtime/hull/pod"
 )
 
 // Machine options hull gives QEMU (see hypervisor.Config.Args); the floor
@@ -30,7 +30,7 @@ type floorGuest struct {
 }
 
 func defaultFloorGuest() (floorGuest, error) {
-	h := runtime.DefaultConfig().Hypervisor
+	h := pod.DefaultConfig().Hypervisor
 	acc, err := hypervisor.ResolveAccel("tcg", h.KVMDevice, h.KVMProbeLimit.Duration)
 	if err != nil {
 		return floorGuest{}, err

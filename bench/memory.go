@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hull-runtime/hull/runtime"
+	"github.com/hull-runtime/hull/ocicli"
 )
 
 const (
@@ -129,7 +129,7 @@ func (b *bench) memory(ctx context.Context) error {
 // readSandboxPSS finds the processes of sandbox id (hull's --root is root)
 // from what its monitor published and the proxy's pid file.
 func readSandboxPSS(root, id, pidFile string) (sandboxPSS, error) {
-	info, err := runtime.ReadSandboxInfo(&runtime.Store{Root: root}, id)
+	info, err := ocicli.ReadSandboxInfo(&ocicli.Store{Root: root}, id)
 	if err != nil {
 		return sandboxPSS{}, fmt.Errorf("sandbox %s: %w", id, err)
 	}

@@ -13,7 +13,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/hull-runtime/hull/runtime"
+	"github.com/hull-runtime/hull/pod"
 	"github.com/hull-runtime/hull/tests/fixture"
 )
 
@@ -53,7 +53,7 @@ func (b *bench) ninep(ctx context.Context) (err error) {
 		return err
 	}
 
-	sb, err := runtime.StartSandbox(ctx, runtime.SandboxOptions{ID: "ninep", Dir: filepath.Join(dir, "sb"), Config: b.sandboxConfig(tunedKernel, tunedImage)})
+	sb, err := pod.StartSandbox(ctx, pod.SandboxOptions{ID: "ninep", Dir: filepath.Join(dir, "sb"), Config: b.sandboxConfig(tunedKernel, tunedImage)})
 	if err != nil {
 		return err
 	}
@@ -64,7 +64,7 @@ func (b *bench) ninep(ctx context.Context) (err error) {
 	}()
 	guest := func(cid, script string) (time.Duration, error) {
 		var stdout, stderr bytes.Buffer
-		status, err := sb.Guest().Run(ctx, cid, bundle, fixture.Spec("sh", "-c", "time sh -c '"+script+"'"), runtime.Stdio{Stdout: &stdout, Stderr: &stderr})
+		status, err := sb.Guest().Run(ctx, cid, bundle, fixture.Spec("sh", "-c", "time sh -c '"+script+"'"), pod.Stdio{Stdout: &stdout, Stderr: &stderr})
 		if err != nil {
 			return 0, err
 		}

@@ -21,7 +21,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/hull-runtime/hull/runtime"
+	"github.com/hull-runtime/hull/pod"
 	"github.com/hull-runtime/hull/tests/fixture"
 )
 
@@ -85,7 +85,7 @@ func TestSandboxRunsContainers(t *testing.T) {
 					t.Errorf("left behind: %v", l)
 				}
 			})
-			cfg := runtime.DefaultConfig()
+			cfg := pod.DefaultConfig()
 			cfg.Hypervisor.Accel = "tcg"
 			cfg.Hypervisor.Machine = g.machine
 			cfg.Hypervisor.Kernel = filepath.Join(build, g.kernel)
@@ -103,7 +103,7 @@ func TestSandboxRunsContainers(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 			defer cancel()
 			sbDir := filepath.Join(dir, "sandbox")
-			sb, err := runtime.StartSandbox(ctx, runtime.SandboxOptions{ID: "sb-" + g.name, Dir: sbDir, Config: cfg})
+			sb, err := pod.StartSandbox(ctx, pod.SandboxOptions{ID: "sb-" + g.name, Dir: sbDir, Config: cfg})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -119,7 +119,7 @@ func TestSandboxRunsContainers(t *testing.T) {
 			run := func(cid string, args ...string) (int, string, string) {
 				t.Helper()
 				var stdout, stderr bytes.Buffer
-				status, err := sb.Guest().Run(ctx, cid, bundle, fixture.Spec(args...), runtime.Stdio{Stdout: &stdout, Stderr: &stderr})
+				status, err := sb.Guest().Run(ctx, cid, bundle, fixture.Spec(args...), pod.Stdio{Stdout: &stdout, Stderr: &stderr})
 				if err != nil {
 					t.Fatalf("run %v: %v", args, err)
 				}
