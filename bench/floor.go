@@ -8,7 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	goruntime "runtime"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -79,7 +79,7 @@ func buildPoweroffInitrd(ctx context.Context, dir string) (string, error) {
 // benchSourceDir is the directory of this program's sources (it holds
 // ./poweroff).
 func benchSourceDir() (string, error) {
-	_, file, _, ok := goruntime.Caller(0)
+	_, file, _, ok := runtime.Caller(0)
 	if ok && filepath.IsAbs(file) {
 		if _, err := os.Stat(filepath.Join(filepath.Dir(file), "poweroff")); err == nil {
 			return filepath.Dir(file), nil
@@ -95,7 +95,7 @@ func benchSourceDir() (string, error) {
 
 // goTool is the go command that is running us, else the one on PATH.
 func goTool() string {
-	if p := filepath.Join(goruntime.GOROOT(), "bin", "go"); goruntime.GOROOT() != "" {
+	if p := filepath.Join(runtime.GOROOT(), "bin", "go"); runtime.GOROOT() != "" {
 		if _, err := os.Stat(p); err == nil {
 			return p
 		}

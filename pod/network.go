@@ -6,7 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	goruntime "runtime"
+	"runtime"
 	"strconv"
 
 	"github.com/vishvananda/netlink"
@@ -40,8 +40,8 @@ type Network struct {
 // InNetNS runs f on an OS thread that has joined the network namespace at
 // path, then returns the thread to where it was.
 func InNetNS(path string, f func() error) error {
-	goruntime.LockOSThread()
-	defer goruntime.UnlockOSThread()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	orig, err := netns.Get()
 	if err != nil {
 		return fmt.Errorf("current netns: %w", err)
@@ -59,7 +59,7 @@ func InNetNS(path string, f func() error) error {
 	if err := netns.Set(orig); err != nil {
 		// This thread is stuck in the wrong namespace: keep it locked so
 		// the runtime retires it instead of reusing it.
-		goruntime.LockOSThread()
+		runtime.LockOSThread()
 		return fmt.Errorf("leave netns %s: %w", path, err)
 	}
 	return ferr
@@ -80,7 +80,7 @@ func CreateNetNS(path string) error {
 	go func() {
 		// The thread ends up in the new namespace: lock it and never
 		// unlock, so the Go runtime throws it away when we return.
-		goruntime.LockOSThread()
+		runtime.LockOSThread()
 		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
 			errc <- fmt.Errorf("unshare netns: %w", err)
 			return
