@@ -106,7 +106,8 @@ func RunMonitor(ctx context.Context, o MonitorOptions) (err error) {
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 	svc := &monitorService{AgentService: sb.Agent(), destroy: make(chan struct{}), done: make(chan error, 1)}
-	srv, err := ttrpc.NewServer()
+	var calls pendingCalls
+	srv, err := ttrpc.NewServer(ttrpc.WithUnaryServerInterceptor(calls.intercept))
 	if err != nil {
 		_ = sb.Stop(context.Background())
 		return fmt.Errorf("monitor %s: %w", sb.ID, err)
@@ -151,6 +152,12 @@ func RunMonitor(ctx context.Context, o MonitorOptions) (err error) {
 		o.Log.Error("sandbox died", "sandbox", sb.ID, "why", why, "err", sb.WithConsole(errors.New(why)))
 	}
 	o.Log.Debug("monitor stopping", "sandbox", sb.ID, "why", why)
+	// Calls already forwarded get their replies before the agent goes.
+	pctx, cancelPending := context.WithTimeout(context.Background(), drainWait)
+	if err := calls.wait(pctx); err != nil {
+		o.Log.Warn("monitor stopping with calls in flight", "sandbox", sb.ID, "err", err)
+	}
+	cancelPending()
 	stopErr := sb.Stop(context.Background())
 	svc.finish(stopErr)
 	// The server goes once the destroy call's reply has arrived: its
