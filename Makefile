@@ -54,6 +54,7 @@ integration: all
 
 # Binaries, the tuned guest and the configuration where the defaults look.
 install: all
+	bash scripts/qemu-user.sh
 	install -D -m 0755 $(BUILD)/hull $(DESTDIR)$(PREFIX)/bin/hull
 	install -D -m 0644 $(BUILD)/vmlinux-hull $(DESTDIR)$(PREFIX)/share/hull/vmlinux
 	install -D -m 0644 $(BUILD)/vmlinuz-hull $(DESTDIR)$(PREFIX)/share/hull/vmlinuz

@@ -18,7 +18,8 @@ import (
 
 // ContainerNSPrefix marks a namespace path in a guest spec as "the namespace
 // of this other container's init process in the same guest", as in
-// "container:SANDBOX_ID": how a pod's containers share IPC, UTS or PID.
+// "container:ID": how a container shares another's IPC, UTS, PID, mount
+// or cgroup namespace (the host names the container, see pod.NSPlan).
 const ContainerNSPrefix = "container:"
 
 // Client is a typed agent client over one ttrpc connection.

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/hull-runtime/hull/agentproto"
-	"github.com/hull-runtime/hull/runtime"
+	"github.com/hull-runtime/hull/pod"
 	"github.com/hull-runtime/hull/tests/fixture"
 )
 
@@ -84,17 +84,17 @@ func (b *bench) boot(ctx context.Context) error {
 	b.note("Raw boot: QEMU spawn to exit, `-kernel` + an initrd whose /init (a static Go program) ends the VM at once (a reboot, which -no-reboot turns into QEMU's exit, as hull's agent does); "+
 		"%s, tcg (tb-size %d MiB), `-cpu max`, 512 MiB, `%s`. raw_boot_tuned_devices adds the devices hull attaches (QMP, rng, virtio-serial, 9p), "+
 		"rendered by hypervisor.Config.Args.", b.guest.machine, b.guest.tbSize, b.guest.params)
-	b.note("Sandbox ready: wall time of runtime.StartSandbox (accel tcg, 512 MiB, hull's default shared_fs %s; the _9p and _virtiofs rows "+
+	b.note("Sandbox ready: wall time of pod.StartSandbox (accel tcg, 512 MiB, hull's default shared_fs %s; the _9p and _virtiofs rows "+
 		"boot the same sandbox with its share over each, then stop it) until the agent answers Health; "+
 		"steps from Sandbox.Timings. Container steps: Guest.CreateContainer, StartContainer, Relay (until exit), RemoveContainer; then Sandbox.Stop. "+
-		"Agent RTT: median of %d Health calls over Sandbox.Agent() per repetition.", runtime.DefaultConfig().SharedFS.Type, healthCalls)
+		"Agent RTT: median of %d Health calls over Sandbox.Agent() per repetition.", pod.DefaultConfig().SharedFS.Type, healthCalls)
 	return nil
 }
 
 // sandboxConfig is hull's default configuration with the built guest:
 // image is an initrd (*.img) or the guest root directory.
-func (b *bench) sandboxConfig(kernel, image string) runtime.Config {
-	cfg := runtime.DefaultConfig()
+func (b *bench) sandboxConfig(kernel, image string) pod.Config {
+	cfg := pod.DefaultConfig()
 	cfg.Hypervisor.Accel = "tcg"
 	cfg.Hypervisor.Kernel = b.file(kernel)
 	if strings.HasSuffix(image, ".img") {
@@ -118,9 +118,9 @@ const (
 
 // startStop boots a sandbox of cfg and stops it; it returns the time to
 // ready.
-func (b *bench) startStop(ctx context.Context, id string, cfg runtime.Config) (time.Duration, error) {
+func (b *bench) startStop(ctx context.Context, id string, cfg pod.Config) (time.Duration, error) {
 	t0 := time.Now()
-	sb, err := runtime.StartSandbox(ctx, runtime.SandboxOptions{ID: id, Dir: filepath.Join(b.tmp, id), Config: cfg})
+	sb, err := pod.StartSandbox(ctx, pod.SandboxOptions{ID: id, Dir: filepath.Join(b.tmp, id), Config: cfg})
 	if err != nil {
 		return 0, err
 	}
@@ -131,7 +131,7 @@ func (b *bench) startStop(ctx context.Context, id string, cfg runtime.Config) (t
 func (b *bench) tunedSandbox(ctx context.Context, i int, bundle string) (err error) {
 	id := fmt.Sprintf("tuned%d", i)
 	t0 := time.Now()
-	sb, err := runtime.StartSandbox(ctx, runtime.SandboxOptions{ID: id, Dir: filepath.Join(b.tmp, id), Config: b.sandboxConfig(tunedKernel, tunedImage)})
+	sb, err := pod.StartSandbox(ctx, pod.SandboxOptions{ID: id, Dir: filepath.Join(b.tmp, id), Config: b.sandboxConfig(tunedKernel, tunedImage)})
 	if err != nil {
 		return err
 	}
@@ -163,7 +163,7 @@ func (b *bench) tunedSandbox(ctx context.Context, i int, bundle string) (err err
 		return fmt.Errorf("start container %s: %w", cid, err)
 	}
 	split("start")
-	status, err := runtime.Relay(ctx, g.Agent, cid, "", runtime.Stdio{})
+	status, err := pod.Relay(ctx, g.Agent, cid, "", pod.Stdio{})
 	if err != nil {
 		return err
 	}

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hull-runtime/hull/runtime"
+	"github.com/hull-runtime/hull/pod"
 )
 
 // cliBatch is how many invocations of an op one sample averages: a single
@@ -101,7 +101,7 @@ func (b *bench) hull(dir string, memMiB int, sharedFS string) (runtimeCLI, error
 // against runc's.
 func (b *bench) cli(ctx context.Context) error {
 	dir := filepath.Join(b.tmp, "cli")
-	h, err := b.hull(dir, 256, runtime.DefaultConfig().SharedFS.Type)
+	h, err := b.hull(dir, 256, pod.DefaultConfig().SharedFS.Type)
 	if err != nil {
 		return err
 	}

@@ -8,13 +8,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	goruntime "runtime"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/hull-runtime/hull/hypervisor"
-	"github.com/hull-runtime/hull/runtime"
+	"github.com/hull-runtime/hull/pod"
 )
 
 // Machine options hull gives QEMU (see hypervisor.Config.Args); the floor
@@ -30,7 +30,7 @@ type floorGuest struct {
 }
 
 func defaultFloorGuest() (floorGuest, error) {
-	h := runtime.DefaultConfig().Hypervisor
+	h := pod.DefaultConfig().Hypervisor
 	acc, err := hypervisor.ResolveAccel("tcg", h.KVMDevice, h.KVMProbeLimit.Duration)
 	if err != nil {
 		return floorGuest{}, err
@@ -79,7 +79,7 @@ func buildPoweroffInitrd(ctx context.Context, dir string) (string, error) {
 // benchSourceDir is the directory of this program's sources (it holds
 // ./poweroff).
 func benchSourceDir() (string, error) {
-	_, file, _, ok := goruntime.Caller(0)
+	_, file, _, ok := runtime.Caller(0)
 	if ok && filepath.IsAbs(file) {
 		if _, err := os.Stat(filepath.Join(filepath.Dir(file), "poweroff")); err == nil {
 			return filepath.Dir(file), nil
@@ -95,7 +95,7 @@ func benchSourceDir() (string, error) {
 
 // goTool is the go command that is running us, else the one on PATH.
 func goTool() string {
-	if p := filepath.Join(goruntime.GOROOT(), "bin", "go"); goruntime.GOROOT() != "" {
+	if p := filepath.Join(runtime.GOROOT(), "bin", "go"); runtime.GOROOT() != "" {
 		if _, err := os.Stat(p); err == nil {
 			return p
 		}

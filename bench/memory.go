@@ -11,7 +11,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hull-runtime/hull/runtime"
+	"github.com/hull-runtime/hull/ocicli"
+	"github.com/hull-runtime/hull/pod"
 )
 
 const (
@@ -47,7 +48,7 @@ func (b *bench) memory(ctx context.Context) error {
 	if err := writeBundle(bundle, "sleep", "600"); err != nil {
 		return err
 	}
-	defaultFS := runtime.DefaultConfig().SharedFS.Type
+	defaultFS := pod.DefaultConfig().SharedFS.Type
 	fleets := map[string]*fleet{}
 	for _, fs := range sharedFSes {
 		dir := filepath.Join(b.tmp, "mem-"+fs.name)
@@ -173,7 +174,7 @@ func (f *fleet) pss(id string) (sandboxPSS, error) {
 // readSandboxPSS finds the processes of sandbox id (hull's --root is root)
 // from what its monitor published and the proxy's pid file.
 func readSandboxPSS(root, id, pidFile string) (sandboxPSS, error) {
-	info, err := runtime.ReadSandboxInfo(&runtime.Store{Root: root}, id)
+	info, err := ocicli.ReadSandboxInfo(&ocicli.Store{Root: root}, id)
 	if err != nil {
 		return sandboxPSS{}, fmt.Errorf("sandbox %s: %w", id, err)
 	}

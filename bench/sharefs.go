@@ -13,7 +13,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/hull-runtime/hull/runtime"
+	"github.com/hull-runtime/hull/pod"
 	"github.com/hull-runtime/hull/tests/fixture"
 )
 
@@ -35,8 +35,8 @@ const (
 // sharedFSes are the file systems a share can come over, by the name of
 // their bench measures.
 var sharedFSes = []struct{ name, typ string }{
-	{"9p", runtime.SharedFS9P},
-	{"virtiofs", runtime.SharedFSVirtioFS},
+	{"9p", pod.SharedFS9P},
+	{"virtiofs", pod.SharedFSVirtioFS},
 }
 
 // sharedFS compares file access in a sandbox's container (rootfs over
@@ -91,7 +91,7 @@ type fsCase struct {
 func (b *bench) sharedFSCases(ctx context.Context, fs, typ, sbDir, bundle string, cases []fsCase) (err error) {
 	cfg := b.sandboxConfig(tunedKernel, tunedImage)
 	cfg.SharedFS.Type = typ
-	sb, err := runtime.StartSandbox(ctx, runtime.SandboxOptions{ID: fs, Dir: sbDir, Config: cfg})
+	sb, err := pod.StartSandbox(ctx, pod.SandboxOptions{ID: fs, Dir: sbDir, Config: cfg})
 	if err != nil {
 		return err
 	}
@@ -102,7 +102,7 @@ func (b *bench) sharedFSCases(ctx context.Context, fs, typ, sbDir, bundle string
 	}()
 	guest := func(cid, script string) (time.Duration, error) {
 		var stdout, stderr bytes.Buffer
-		status, err := sb.Guest().Run(ctx, cid, bundle, fixture.Spec("sh", "-c", "time sh -c '"+script+"'"), runtime.Stdio{Stdout: &stdout, Stderr: &stderr})
+		status, err := sb.Guest().Run(ctx, cid, bundle, fixture.Spec("sh", "-c", "time sh -c '"+script+"'"), pod.Stdio{Stdout: &stdout, Stderr: &stderr})
 		if err != nil {
 			return 0, err
 		}

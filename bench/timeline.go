@@ -9,7 +9,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/hull-runtime/hull/runtime"
+	"github.com/hull-runtime/hull/pod"
 )
 
 // verboseParams make the kernel print timestamped messages. Serial output
@@ -59,7 +59,7 @@ func (b *bench) timeline(ctx context.Context) error {
 	cfg := b.sandboxConfig(tunedKernel, tunedImage)
 	cfg.Hypervisor.KernelParams = "loglevel=7 printk.time=1"
 	t0 := time.Now()
-	sb, err := runtime.StartSandbox(ctx, runtime.SandboxOptions{ID: "verbose", Dir: filepath.Join(b.tmp, "verbose"), Config: cfg})
+	sb, err := pod.StartSandbox(ctx, pod.SandboxOptions{ID: "verbose", Dir: filepath.Join(b.tmp, "verbose"), Config: cfg})
 	if err != nil {
 		return err
 	}

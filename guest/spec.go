@@ -13,9 +13,11 @@ import (
 
 // toGuestSpec rewrites the host-prepared spec for this guest: share-relative
 // paths become paths under shareDir, and what only makes sense on the host
-// (namespace paths, LSM labels, the network namespace: all containers use
-// the VM's) is dropped. linux.devices stay: a node names a device number,
-// and in a VM that number is the guest kernel's device.
+// (LSM labels, the network namespace: all containers use the VM's) is
+// dropped. linux.devices stay: a node names a device number, and in a VM
+// that number is the guest kernel's device. A namespace path must name
+// another container of this sandbox ("container:ID"): any other is a host
+// path, which names something else here, and is refused.
 func toGuestSpec(s *specs.Spec, id, shareDir string) error {
 	if s.Root == nil || s.Root.Path == "" {
 		return fmt.Errorf("spec has no root path")
@@ -56,8 +58,8 @@ func toGuestSpec(s *specs.Spec, id, shareDir string) error {
 		if n.Type == specs.NetworkNamespace {
 			continue
 		}
-		if !strings.HasPrefix(n.Path, agentproto.ContainerNSPrefix) {
-			n.Path = ""
+		if n.Path != "" && !strings.HasPrefix(n.Path, agentproto.ContainerNSPrefix) {
+			return fmt.Errorf("%s namespace path %q is not a container of this sandbox", n.Type, n.Path)
 		}
 		ns = append(ns, n)
 	}
@@ -68,10 +70,11 @@ func toGuestSpec(s *specs.Spec, id, shareDir string) error {
 // nsFiles names the /proc/PID/ns entry of each namespace type.
 var nsFiles = map[specs.LinuxNamespaceType]string{
 	specs.IPCNamespace: "ipc", specs.UTSNamespace: "uts", specs.PIDNamespace: "pid", specs.MountNamespace: "mnt",
+	specs.CgroupNamespace: "cgroup",
 }
 
 // joinContainerNamespaces points namespaces marked "container:ID" by the
-// host (a pod's app container sharing its sandbox's IPC, UTS or PID
+// host (a container sharing another's IPC, UTS, PID, mount or cgroup
 // namespace) at that container's init process in this guest.
 func joinContainerNamespaces(s *specs.Spec, initPID func(id string) (int, error)) error {
 	if s.Linux == nil {

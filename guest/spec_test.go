@@ -83,7 +83,7 @@ func hostSpec() *specs.Spec {
 			Namespaces: []specs.LinuxNamespace{
 				{Type: specs.PIDNamespace},
 				{Type: specs.NetworkNamespace, Path: "/var/run/netns/cni-1"},
-				{Type: specs.IPCNamespace, Path: "/proc/42/ns/ipc"},
+				{Type: specs.IPCNamespace, Path: "container:pod"},
 				{Type: specs.MountNamespace},
 			},
 		},
@@ -125,11 +125,11 @@ func TestToGuestSpec(t *testing.T) {
 	}
 	wantNS := []specs.LinuxNamespace{
 		{Type: specs.PIDNamespace},
-		{Type: specs.IPCNamespace},
+		{Type: specs.IPCNamespace, Path: "container:pod"},
 		{Type: specs.MountNamespace},
 	}
 	if !reflect.DeepEqual(s.Linux.Namespaces, wantNS) {
-		t.Errorf("namespaces = %+v, want %+v (network dropped, paths cleared)", s.Linux.Namespaces, wantNS)
+		t.Errorf("namespaces = %+v, want %+v (network dropped, container paths kept)", s.Linux.Namespaces, wantNS)
 	}
 	if !reflect.DeepEqual(s.Process.Args, []string{"sh"}) {
 		t.Errorf("process args changed: %q", s.Process.Args)
@@ -158,6 +158,11 @@ func TestToGuestSpecErrors(t *testing.T) {
 		{"root climbs out", func(s *specs.Spec) { s.Root.Path = "../x" }},
 		{"root climbs out after a detour", func(s *specs.Spec) { s.Root.Path = "c1/../../etc" }},
 		{"no process", func(s *specs.Spec) { s.Process = nil }},
+		// The host never sends one; if it did, the path would name
+		// something else in the guest.
+		{"host namespace path", func(s *specs.Spec) {
+			s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UTSNamespace, Path: "/proc/1/ns/uts"})
+		}},
 		{"bind source climbs out", func(s *specs.Spec) {
 			s.Mounts = append(s.Mounts, specs.Mount{Destination: "/x", Type: "bind", Source: "../../etc"})
 		}},
@@ -187,5 +192,32 @@ func TestSharePaths(t *testing.T) {
 	want := []string{"/run/hull/shared/c1/rootfs", "/run/hull/shared/c1/volumes/ab-data"}
 	if !slices.Equal(got, want) {
 		t.Errorf("sharePaths = %q, want %q", got, want)
+	}
+}
+
+func TestJoinContainerNamespaces(t *testing.T) {
+	s := &specs.Spec{Linux: &specs.Linux{Namespaces: []specs.LinuxNamespace{
+		{Type: specs.PIDNamespace},
+		{Type: specs.IPCNamespace, Path: "container:pod"},
+		{Type: specs.MountNamespace, Path: "container:pod"},
+		{Type: specs.CgroupNamespace, Path: "container:web"},
+	}}}
+	pids := map[string]int{"pod": 7, "web": 9}
+	err := joinContainerNamespaces(s, func(id string) (int, error) { return pids[id], nil })
+	if err != nil {
+		t.Fatalf("joinContainerNamespaces: %v", err)
+	}
+	want := []specs.LinuxNamespace{
+		{Type: specs.PIDNamespace},
+		{Type: specs.IPCNamespace, Path: "/proc/7/ns/ipc"},
+		{Type: specs.MountNamespace, Path: "/proc/7/ns/mnt"},
+		{Type: specs.CgroupNamespace, Path: "/proc/9/ns/cgroup"},
+	}
+	if !reflect.DeepEqual(s.Linux.Namespaces, want) {
+		t.Errorf("namespaces = %+v, want %+v", s.Linux.Namespaces, want)
+	}
+	s.Linux.Namespaces = []specs.LinuxNamespace{{Type: specs.UserNamespace, Path: "container:pod"}}
+	if err := joinContainerNamespaces(s, func(string) (int, error) { return 7, nil }); err == nil {
+		t.Error("joined a user namespace, which no container holds apart")
 	}
 }

@@ -52,6 +52,9 @@ type Config struct {
 	VirtioFS *VirtioFSDevice
 	// NICs are virtio-net devices on already-open tap devices.
 	NICs []NIC
+
+	// Confine is what QEMU gives up once it has opened its files.
+	Confine Confinement
 }
 
 // AgentDevice is the host end of the agent channel.
@@ -225,6 +228,7 @@ func (c *Config) Args() []string {
 			device{"-device", []prop{p("", c.bus("virtio-net")), p("netdev", id), p("mac", nic.MAC)}},
 		)
 	}
+	devs = append(devs, c.Confine.devices()...)
 	args := []string{"-nodefaults", "-no-user-config", "-nographic", "-no-reboot"}
 	for _, d := range devs {
 		args = append(args, d.render()...)

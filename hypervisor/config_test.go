@@ -93,6 +93,21 @@ func TestArgsGolden(t *testing.T) {
 			},
 		},
 		{
+			name: "confined_root",
+			config: func(c *Config) {
+				c.Machine = "microvm"
+				c.Share = &ShareDevice{Path: "/run/hull/sb1/shared", Tag: "hullshare"}
+				c.Confine = Confinement{Seccomp: true, Chroot: "/run/hull/sb1/qemu-root"}
+			},
+		},
+		{
+			name: "confined_user",
+			config: func(c *Config) {
+				c.Machine = "microvm"
+				c.Confine = Confinement{Seccomp: true, Chroot: "/run/hull/sb1/qemu-root", User: "hull-qemu"}
+			},
+		},
+		{
 			name: "comma_in_path",
 			config: func(c *Config) {
 				c.ConsoleLog = "/run/hull/a,b/console.log"

@@ -9,7 +9,8 @@ apt-get install -y -q --no-install-recommends \
   make gcc libc6-dev flex bison bc libelf-dev libssl-dev cpio kmod xz-utils zstd patch \
   linux-source-6.1 qemu-system-x86 busybox-static runc crun \
   bats shellcheck jq socat curl iproute2 iptables ca-certificates git \
-  conmon docker.io containerd containernetworking-plugins
+  conmon docker.io containerd containernetworking-plugins \
+  podman catatonit netavark
 export PATH=$PATH:/usr/local/go/bin
 if ! command -v go >/dev/null 2>&1; then
   if [ -x /usr/local/go/bin/go ]; then
@@ -23,3 +24,5 @@ fi
 if ! command -v crictl >/dev/null 2>&1; then
   GOBIN=/usr/local/bin GOFLAGS='' go install sigs.k8s.io/cri-tools/cmd/crictl@v1.37.0
 fi
+# The unprivileged user QEMU runs as (hypervisor.qemu_user).
+bash "$(dirname "$0")/qemu-user.sh"

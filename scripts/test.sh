@@ -11,7 +11,7 @@ make all
 echo "== unit tests"
 go test ./...
 echo "== fuzz (bounded)"
-for target in runtime:FuzzParseConfig runtime:FuzzSpec guest:FuzzCreateContainer guest:FuzzParseCmdline; do
+for target in pod:FuzzParseConfig ocicli:FuzzSpec guest:FuzzCreateContainer guest:FuzzParseCmdline; do
   go test -run='^$' -fuzz="^${target#*:}\$" -fuzztime=10s "./${target%%:*}"
 done
 echo "== integration: sandbox VM core (Go)"

@@ -5,7 +5,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/hull-runtime/hull/runtime"
+	"github.com/hull-runtime/hull/pod"
 )
 
 var checkCommand = &cli.Command{
@@ -17,7 +17,7 @@ var checkCommand = &cli.Command{
 			return err
 		}
 		failed := 0
-		for _, ch := range runtime.CheckHost(rt.Config, version) {
+		for _, ch := range pod.CheckHost(rt.Config, version) {
 			mark := "ok  "
 			if !ch.OK {
 				mark = "warn"

@@ -3,7 +3,7 @@ package main
 import (
 	"github.com/urfave/cli/v2"
 
-	"github.com/hull-runtime/hull/runtime"
+	"github.com/hull-runtime/hull/ocicli"
 )
 
 // createFlags are the flags create and run share.
@@ -18,8 +18,8 @@ func createFlags() []cli.Flag {
 }
 
 // createRequest turns create's flags into a request.
-func createRequest(c *cli.Context, id string) runtime.CreateRequest {
-	return runtime.CreateRequest{ID: id, Bundle: c.String("bundle"), PidFile: c.String("pid-file"), ConsoleSocket: c.String("console-socket")}
+func createRequest(c *cli.Context, id string) ocicli.CreateRequest {
+	return ocicli.CreateRequest{ID: id, Bundle: c.String("bundle"), PidFile: c.String("pid-file"), ConsoleSocket: c.String("console-socket")}
 }
 
 var createCommand = &cli.Command{

@@ -3,7 +3,7 @@ package main
 import (
 	"github.com/urfave/cli/v2"
 
-	"github.com/hull-runtime/hull/runtime"
+	"github.com/hull-runtime/hull/ocicli"
 )
 
 var deleteCommand = &cli.Command{
@@ -13,7 +13,7 @@ var deleteCommand = &cli.Command{
 	Flags: []cli.Flag{
 		&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "kill the container first if it runs"},
 	},
-	Action: withContainer(func(c *cli.Context, rt *runtime.Runtime, id string) error {
+	Action: withContainer(func(c *cli.Context, rt *ocicli.Runtime, id string) error {
 		return rt.Delete(c.Context, id, c.Bool("force"))
 	}),
 }

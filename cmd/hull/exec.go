@@ -10,7 +10,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/urfave/cli/v2"
 
-	"github.com/hull-runtime/hull/runtime"
+	"github.com/hull-runtime/hull/ocicli"
 )
 
 var execCommand = &cli.Command{
@@ -61,7 +61,7 @@ var execCommand = &cli.Command{
 				return err
 			}
 		}
-		status, err := rt.Exec(c.Context, runtime.ExecRequest{ID: id, Process: proc, Detach: c.Bool("detach"),
+		status, err := rt.Exec(c.Context, ocicli.ExecRequest{ID: id, Process: proc, Detach: c.Bool("detach"),
 			PidFile: c.String("pid-file"), ConsoleSocket: c.String("console-socket")})
 		if err != nil {
 			return err

@@ -6,14 +6,14 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/hull-runtime/hull/runtime"
+	"github.com/hull-runtime/hull/ocicli"
 )
 
 var featuresCommand = &cli.Command{
 	Name:  "features",
 	Usage: "print what this runtime supports, as JSON (OCI features)",
 	Action: func(c *cli.Context) error {
-		b, err := json.MarshalIndent(runtime.Features(), "", "  ")
+		b, err := json.MarshalIndent(ocicli.Features(), "", "  ")
 		if err != nil {
 			return err
 		}

@@ -5,12 +5,13 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/hull-runtime/hull/runtime"
+	"github.com/hull-runtime/hull/ocicli"
+	"github.com/hull-runtime/hull/pod"
 )
 
 // monitorCommand runs one sandbox's monitor; hull create starts it.
 var monitorCommand = &cli.Command{
-	Name:   runtime.MonitorCommand,
+	Name:   ocicli.MonitorCommand,
 	Hidden: true,
 	Flags: []cli.Flag{
 		&cli.StringFlag{Name: "id", Required: true},
@@ -27,9 +28,9 @@ var monitorCommand = &cli.Command{
 		id := c.String("id")
 		// fd 3 is the ready pipe of the create that started us.
 		ready := os.NewFile(3, "ready")
-		return runtime.RunMonitor(c.Context, runtime.MonitorOptions{
+		return ocicli.RunMonitor(c.Context, ocicli.MonitorOptions{
 			Store: rt.Store,
-			Sandbox: runtime.SandboxOptions{ID: id, Dir: rt.Store.SandboxDir(id), Config: rt.Config,
+			Sandbox: pod.SandboxOptions{ID: id, Dir: rt.Store.SandboxDir(id), Config: rt.Config,
 				VCPUs: c.Int("vcpus"), MemoryMiB: c.Int("memory"), NetNS: c.String("netns"), Log: rt.Log},
 			Ready:  ready,
 			Cgroup: c.String("cgroup"),
@@ -40,23 +41,22 @@ var monitorCommand = &cli.Command{
 
 // proxyCommand stands in on the host for one container process.
 var proxyCommand = &cli.Command{
-	Name:   runtime.ProxyCommand,
+	Name:   ocicli.ProxyCommand,
 	Hidden: true,
 	Flags: []cli.Flag{
 		&cli.StringFlag{Name: "sandbox", Required: true},
 		&cli.StringFlag{Name: "id", Required: true},
 		&cli.StringFlag{Name: "exec"},
 		&cli.BoolFlag{Name: "tty"},
-		&cli.StringFlag{Name: "cgroup"},
+		&cli.BoolFlag{Name: "own-namespaces"},
 	},
 	Action: func(c *cli.Context) error {
-		_ = runtime.JoinCgroup(c.String("cgroup"))
 		rt, err := newRuntime(c, true)
 		if err != nil {
-			return cli.Exit("", runtime.ExitSandboxLost)
+			return cli.Exit("", ocicli.ExitSandboxLost)
 		}
-		status := runtime.RunProxy(c.Context, runtime.ProxyOptions{Store: rt.Store, SandboxID: c.String("sandbox"),
-			ID: c.String("id"), ExecID: c.String("exec"), Terminal: c.Bool("tty"), Gate: os.NewFile(3, "gate"), Log: rt.Log})
+		status := ocicli.RunProxy(c.Context, ocicli.ProxyOptions{Store: rt.Store, SandboxID: c.String("sandbox"),
+			ID: c.String("id"), ExecID: c.String("exec"), Terminal: c.Bool("tty"), OwnNamespaces: c.Bool("own-namespaces"), Gate: os.NewFile(3, "gate"), Log: rt.Log})
 		os.Exit(status)
 		return nil
 	},

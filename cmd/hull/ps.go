@@ -6,7 +6,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/hull-runtime/hull/runtime"
+	"github.com/hull-runtime/hull/ocicli"
 )
 
 var psCommand = &cli.Command{
@@ -16,7 +16,7 @@ var psCommand = &cli.Command{
 	Flags: []cli.Flag{
 		&cli.StringFlag{Name: "format", Aliases: []string{"f"}, Value: "table", Usage: "table (guest PIDs) or json (host PIDs of the process proxies)"},
 	},
-	Action: withContainer(func(c *cli.Context, rt *runtime.Runtime, id string) error {
+	Action: withContainer(func(c *cli.Context, rt *ocicli.Runtime, id string) error {
 		host, guest, err := rt.Ps(c.Context, id)
 		if err != nil {
 			return err

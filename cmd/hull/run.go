@@ -6,7 +6,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
 
-	"github.com/hull-runtime/hull/runtime"
+	"github.com/hull-runtime/hull/ocicli"
 )
 
 var runCommand = &cli.Command{
@@ -16,7 +16,7 @@ var runCommand = &cli.Command{
 	Flags: append(createFlags(),
 		&cli.BoolFlag{Name: "detach", Aliases: []string{"d"}, Usage: "return once the container runs"},
 	),
-	Action: withContainer(func(c *cli.Context, rt *runtime.Runtime, id string) error {
+	Action: withContainer(func(c *cli.Context, rt *ocicli.Runtime, id string) error {
 		if err := rt.Create(c.Context, createRequest(c, id)); err != nil {
 			return err
 		}
@@ -34,7 +34,7 @@ var runCommand = &cli.Command{
 		// The proxy is this process's child until we exit: its status is
 		// the workload's.
 		var ws unix.WaitStatus
-		status := runtime.ExitSandboxLost
+		status := ocicli.ExitSandboxLost
 		if _, err := unix.Wait4(st.Proxy.PID, &ws, 0, nil); err == nil {
 			status = ws.ExitStatus()
 			if ws.Signaled() {

@@ -12,7 +12,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/hull-runtime/hull/runtime"
+	"github.com/hull-runtime/hull/ocicli"
+	"github.com/hull-runtime/hull/pod"
 )
 
 // before checks the global flags every command shares.
@@ -56,8 +57,8 @@ func logger(c *cli.Context, quiet bool) *slog.Logger {
 }
 
 // newRuntime builds the library object every command works through.
-func newRuntime(c *cli.Context, quiet bool) (*runtime.Runtime, error) {
-	cfg, err := runtime.LoadConfig(c.String("config"), os.Getenv("HULL_CONFIG"))
+func newRuntime(c *cli.Context, quiet bool) (*ocicli.Runtime, error) {
+	cfg, err := pod.LoadConfig(c.String("config"), os.Getenv("HULL_CONFIG"))
 	if err != nil {
 		return nil, err
 	}
@@ -83,7 +84,7 @@ func newRuntime(c *cli.Context, quiet bool) (*runtime.Runtime, error) {
 	if c.Bool("debug") {
 		child = append(child, "--debug")
 	}
-	return &runtime.Runtime{Store: &runtime.Store{Root: root}, Config: cfg, Self: self, ChildArgs: child, Log: logger(c, quiet)}, nil
+	return &ocicli.Runtime{Store: &ocicli.Store{Root: root}, Config: cfg, Self: self, ChildArgs: child, Log: logger(c, quiet)}, nil
 }
 
 // fail reports err as runc does: one line on stderr and, with --log, an
@@ -117,9 +118,9 @@ func fail(app *cli.App, err error) int {
 // message words errors as runc does where callers match on the words.
 func message(err error) string {
 	switch {
-	case errors.Is(err, runtime.ErrNotRunning):
+	case errors.Is(err, pod.ErrNotRunning):
 		return "container not running"
-	case errors.Is(err, runtime.ErrNotFound):
+	case errors.Is(err, pod.ErrNotFound):
 		return err.Error() // already says "container does not exist"
 	}
 	return err.Error()
@@ -150,7 +151,7 @@ func oneID(c *cli.Context) (string, error) {
 
 // withContainer is the Action of a command that takes one container ID:
 // it parses the ID, builds the runtime and hands both to do.
-func withContainer(do func(c *cli.Context, rt *runtime.Runtime, id string) error) cli.ActionFunc {
+func withContainer(do func(c *cli.Context, rt *ocicli.Runtime, id string) error) cli.ActionFunc {
 	return func(c *cli.Context) error {
 		id, err := oneID(c)
 		if err != nil {

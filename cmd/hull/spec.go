@@ -8,7 +8,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/hull-runtime/hull/runtime"
+	"github.com/hull-runtime/hull/pod"
 )
 
 var specCommand = &cli.Command{
@@ -22,7 +22,7 @@ var specCommand = &cli.Command{
 		if _, err := os.Stat(path); err == nil {
 			return fmt.Errorf("spec: %s already exists; remove it first", path)
 		}
-		b, err := json.MarshalIndent(runtime.DefaultSpec(), "", "\t")
+		b, err := json.MarshalIndent(pod.DefaultSpec(), "", "\t")
 		if err != nil {
 			return err
 		}

@@ -7,7 +7,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/hull-runtime/hull/runtime"
+	"github.com/hull-runtime/hull/ocicli"
 )
 
 // containerState is runc's `state` and `list --format json` shape.
@@ -23,8 +23,8 @@ type containerState struct {
 	Owner       string            `json:"owner"`
 }
 
-func toJSONState(st *runtime.ContainerState) containerState {
-	oci := runtime.OCIState(st)
+func toJSONState(st *ocicli.ContainerState) containerState {
+	oci := ocicli.OCIState(st)
 	return containerState{OCIVersion: oci.Version, ID: st.ID, PID: oci.Pid, Status: string(oci.Status), Bundle: st.Bundle,
 		Rootfs: st.Rootfs, Created: st.Created, Annotations: st.Annotations, Owner: st.Owner}
 }
@@ -33,7 +33,7 @@ var stateCommand = &cli.Command{
 	Name:      "state",
 	Usage:     "print a container's state as JSON",
 	ArgsUsage: "<container-id>",
-	Action: withContainer(func(c *cli.Context, rt *runtime.Runtime, id string) error {
+	Action: withContainer(func(c *cli.Context, rt *ocicli.Runtime, id string) error {
 		_, st, err := rt.State(id)
 		if err != nil {
 			return err

@@ -2,7 +2,7 @@ package main
 
 import (
 	"fmt"
-	goruntime "runtime"
+	"runtime"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/urfave/cli/v2"
@@ -12,7 +12,7 @@ var versionCommand = &cli.Command{
 	Name:  "version",
 	Usage: "print hull's version, as runc --version does",
 	Action: func(c *cli.Context) error {
-		fmt.Fprintf(c.App.Writer, "hull version %s\nspec: %s\ngo: %s\n", version, specs.Version, goruntime.Version())
+		fmt.Fprintf(c.App.Writer, "hull version %s\nspec: %s\ngo: %s\n", version, specs.Version, runtime.Version())
 		return nil
 	},
 }

@@ -21,7 +21,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/hull-runtime/hull/runtime"
+	"github.com/hull-runtime/hull/pod"
 	"github.com/hull-runtime/hull/tests/fixture"
 )
 
@@ -37,13 +37,13 @@ import (
 // microvm, PCI on q35) and with both kernels (virtio-fs built in, or the
 // fuse and virtiofs modules).
 var guests = []struct{ name, kernel, image, machine, sharedFS string }{
-	{"tuned", "vmlinux-hull", "guest-root", "microvm", runtime.SharedFS9P},
-	{"tuned-q35-initrd", "vmlinux-hull", "initrd-hull.img", "q35", runtime.SharedFS9P},
-	{"tuned-bzimage-initrd", "vmlinuz-hull", "initrd-hull.img", "microvm", runtime.SharedFS9P},
-	{"generic", "vmlinuz-generic", "initrd-generic.img", "q35", runtime.SharedFS9P},
-	{"tuned-virtiofs", "vmlinux-hull", "guest-root", "microvm", runtime.SharedFSVirtioFS},
-	{"tuned-q35-initrd-virtiofs", "vmlinux-hull", "initrd-hull.img", "q35", runtime.SharedFSVirtioFS},
-	{"generic-virtiofs", "vmlinuz-generic", "initrd-generic.img", "q35", runtime.SharedFSVirtioFS},
+	{"tuned", "vmlinux-hull", "guest-root", "microvm", pod.SharedFS9P},
+	{"tuned-q35-initrd", "vmlinux-hull", "initrd-hull.img", "q35", pod.SharedFS9P},
+	{"tuned-bzimage-initrd", "vmlinuz-hull", "initrd-hull.img", "microvm", pod.SharedFS9P},
+	{"generic", "vmlinuz-generic", "initrd-generic.img", "q35", pod.SharedFS9P},
+	{"tuned-virtiofs", "vmlinux-hull", "guest-root", "microvm", pod.SharedFSVirtioFS},
+	{"tuned-q35-initrd-virtiofs", "vmlinux-hull", "initrd-hull.img", "q35", pod.SharedFSVirtioFS},
+	{"generic-virtiofs", "vmlinuz-generic", "initrd-generic.img", "q35", pod.SharedFSVirtioFS},
 }
 
 func buildDir(t *testing.T) string {
@@ -92,7 +92,7 @@ func TestSandboxRunsContainers(t *testing.T) {
 					t.Errorf("left behind: %v", l)
 				}
 			})
-			cfg := runtime.DefaultConfig()
+			cfg := pod.DefaultConfig()
 			cfg.Hypervisor.Accel = "tcg"
 			cfg.Hypervisor.Machine = g.machine
 			cfg.SharedFS.Type = g.sharedFS
@@ -111,7 +111,7 @@ func TestSandboxRunsContainers(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 			defer cancel()
 			sbDir := filepath.Join(dir, "sandbox")
-			sb, err := runtime.StartSandbox(ctx, runtime.SandboxOptions{ID: "sb-" + g.name, Dir: sbDir, Config: cfg})
+			sb, err := pod.StartSandbox(ctx, pod.SandboxOptions{ID: "sb-" + g.name, Dir: sbDir, Config: cfg})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -122,7 +122,7 @@ func TestSandboxRunsContainers(t *testing.T) {
 				}
 			}()
 			t.Logf("sandbox ready: %v", sb.Timings)
-			if served := sb.Virtiofsd() != nil; served != (g.sharedFS == runtime.SharedFSVirtioFS) {
+			if served := sb.Virtiofsd() != nil; served != (g.sharedFS == pod.SharedFSVirtioFS) {
 				t.Fatalf("share over %s, but a virtiofsd runs: %v", g.sharedFS, served)
 			}
 			bundle := newBundle(t, dir)
@@ -130,7 +130,7 @@ func TestSandboxRunsContainers(t *testing.T) {
 			run := func(cid string, args ...string) (int, string, string) {
 				t.Helper()
 				var stdout, stderr bytes.Buffer
-				status, err := sb.Guest().Run(ctx, cid, bundle, fixture.Spec(args...), runtime.Stdio{Stdout: &stdout, Stderr: &stderr})
+				status, err := sb.Guest().Run(ctx, cid, bundle, fixture.Spec(args...), pod.Stdio{Stdout: &stdout, Stderr: &stderr})
 				if err != nil {
 					t.Fatalf("run %v: %v", args, err)
 				}

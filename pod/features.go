@@ -1,0 +1,42 @@
+package pod
+
+import (
+	"maps"
+	"slices"
+	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/opencontainers/runtime-spec/specs-go/features"
+)
+
+// Features is the OCI features document of `hull features`, made from the
+// tables the runtime acts on, so that it cannot promise what the code does
+// not do. Hooks are the front end's to list: it is the one that runs them.
+func Features() *features.Features {
+	yes, no := true, false
+	var ns []string
+	for _, k := range nsKinds {
+		ns = append(ns, string(k.typ))
+	}
+	slices.Sort(ns)
+	mountTypes := append(slices.Collect(maps.Keys(guestFSTypes)), "bind")
+	slices.Sort(mountTypes)
+	return &features.Features{
+		OCIVersionMin: ociVersionMin,
+		OCIVersionMax: specs.Version,
+		MountOptions:  append(slices.Clone(bindOptions), readOnlyOption),
+		Linux: &features.Linux{
+			Namespaces: ns,
+			// NewHostCgroup: cgroupfs paths on v1 hierarchies or the
+			// unified v2 one; systemd slices it refuses.
+			Cgroup: &features.Cgroup{V1: &yes, V2: &yes, Systemd: &no, SystemdUser: &no},
+			// The runtime in the guest loads the spec's filter.
+			Seccomp: &features.Seccomp{Enabled: &yes},
+		},
+		Annotations: map[string]string{
+			"io.hull.vm":           "each sandbox runs in its own QEMU VM",
+			"io.hull.mountOptions": "hull acts on these on the host; the runtime in the guest applies them and all others",
+			"io.hull.mountTypes":   strings.Join(mountTypes, ","),
+		},
+	}
+}
