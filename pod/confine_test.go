@@ -14,12 +14,11 @@ func TestQEMUConfinement(t *testing.T) {
 		denySetID  bool
 		whyContain []string
 	}{
-		{name: "9p default: seccomp only, and why", edit: func(*Config) {},
-			denySetID: true, whyContain: []string{"chroot: QEMU's 9p server", "user: QEMU serves the virtio-9p share"}},
-		{name: "not 9p: everything", edit: func(c *Config) { c.SharedFS.Type = "virtio-fs" },
+		{name: "virtio-fs default: everything", edit: func(*Config) {},
 			chroot: true, user: DefaultQEMUUser, whyContain: []string{"set*id calls stay allowed"}},
+		{name: "9p: seccomp only, and why", edit: func(c *Config) { c.SharedFS.Type = SharedFS9P },
+			denySetID: true, whyContain: []string{"chroot: QEMU's 9p server", "user: QEMU serves the virtio-9p share"}},
 		{name: "turned off", edit: func(c *Config) {
-			c.SharedFS.Type = "virtio-fs"
 			c.Hypervisor.Seccomp, c.Hypervisor.Chroot, c.Hypervisor.QEMUUser = false, false, ""
 		}, whyContain: []string{"seccomp: off", "chroot: off", "qemu_user is empty"}},
 	}
