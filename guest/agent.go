@@ -7,6 +7,8 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	runc "github.com/containerd/go-runc"
@@ -121,13 +123,23 @@ func Main() error {
 // host has hung up, which it does when it has its reply: the VM must not
 // go away with the reply to DestroySandbox still in it. A host that does
 // not hang up within wait is not waited for any longer.
+//
+// It also returns when the host hangs up without destroying the sandbox.
+// The host end belongs to the sandbox's owner (hull's monitor), which
+// connects once and hangs up early only by dying; QEMU must then end too,
+// and when it runs as an unprivileged user it has lost the death signal
+// that would end it with its owner (setuid clears it).
 func serve(srv *ttrpc.Server, l net.Listener, destroyed <-chan struct{}, wait time.Duration, log *slog.Logger) error {
-	dl := agentproto.NewDrainingListener(l)
+	owner := &ownerListener{Listener: l, gone: make(chan struct{})}
+	dl := agentproto.NewDrainingListener(owner)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(context.Background(), dl) }()
 	select {
 	case err := <-served:
 		return err
+	case <-owner.gone:
+		log.Warn("the host hung up without destroying the sandbox: powering off")
+		return nil
 	case <-destroyed:
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
@@ -136,6 +148,44 @@ func serve(srv *ttrpc.Server, l net.Listener, destroyed <-chan struct{}, wait ti
 		log.Warn("powering off before the host hung up", "err", err)
 	}
 	return nil
+}
+
+// ownerListener closes gone when a connection that carried requests ends:
+// the host's owner hung up. A connection that ends before any byte came is
+// a serial port whose host end is not connected yet, reopened later.
+type ownerListener struct {
+	net.Listener
+	once sync.Once
+	gone chan struct{}
+}
+
+func (l *ownerListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &ownerConn{Conn: c, l: l}, nil
+}
+
+type ownerConn struct {
+	net.Conn
+	l    *ownerListener
+	used atomic.Bool
+}
+
+func (c *ownerConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.used.Store(true)
+	}
+	return n, err
+}
+
+func (c *ownerConn) Close() error {
+	if c.used.Load() {
+		c.l.once.Do(func() { close(c.l.gone) })
+	}
+	return c.Conn.Close()
 }
 
 // setup is boot work that runs beside serving; wait returns its outcome.
@@ -184,10 +234,23 @@ func listen(boot BootConfig) (net.Listener, error) {
 // than powers off: hull always runs QEMU with -no-reboot, which turns a
 // reboot into QEMU's exit, and a reboot needs no ACPI (microvm has none).
 func PowerOff() {
-	unix.Sync()
+	// A share whose server is gone (virtiofsd died with hull's monitor)
+	// never completes the sync: the VM ends all the same.
+	synced := make(chan struct{})
+	go func() {
+		unix.Sync()
+		close(synced)
+	}()
+	select {
+	case <-synced:
+	case <-time.After(syncWait):
+	}
 	_ = unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART)
 	select {}
 }
+
+// syncWait bounds how long PowerOff waits for the file systems to sync.
+const syncWait = 3 * time.Second
 
 // kmsgTrace returns a function that writes boot milestones to the kernel
 // log, where printk timestamps place them among the kernel's own (debug

@@ -17,6 +17,20 @@ import (
 // on it, and the channel serve's result arrives on.
 func serveAgent(t *testing.T, wait time.Duration) (*agentproto.Client, <-chan error) {
 	t.Helper()
+	path, done := startAgent(t, wait)
+	conn, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := agentproto.NewClient(conn)
+	t.Cleanup(func() { c.Close() })
+	return c, done
+}
+
+// startAgent runs serve for a Service on a unix socket and returns the
+// socket's path and the channel serve's result arrives on.
+func startAgent(t *testing.T, wait time.Duration) (string, <-chan error) {
+	t.Helper()
 	svc := NewService(Config{Runtime: func(string) Runtime { return failingRuntime{} }, BundleDir: t.TempDir()})
 	srv, err := ttrpc.NewServer()
 	if err != nil {
@@ -31,13 +45,7 @@ func serveAgent(t *testing.T, wait time.Duration) (*agentproto.Client, <-chan er
 	}
 	done := make(chan error, 1)
 	go func() { done <- serve(srv, l, svc.Destroyed(), wait, slog.New(slog.DiscardHandler)) }()
-	conn, err := net.Dial("unix", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := agentproto.NewClient(conn)
-	t.Cleanup(func() { c.Close() })
-	return c, done
+	return path, done
 }
 
 // destroyAndWait sends DestroySandbox, then calls hangUp and wants serve to
@@ -78,4 +86,52 @@ func TestServeUntilHostHasDestroyReply(t *testing.T) {
 // A host that never hangs up does not keep the VM for ever.
 func TestServeGivesUpOnAHostThatStays(t *testing.T) {
 	destroyAndWait(t, 50*time.Millisecond, func(*agentproto.Client, <-chan error) {})
+}
+
+// A host that hangs up without destroying the sandbox has died (it is the
+// sandbox's owner): the agent powers off, so that a QEMU that outlived it
+// ends too.
+func TestServeEndsWhenTheHostHangsUpFirst(t *testing.T) {
+	c, done := serveAgent(t, time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := c.Health(ctx, &agentproto.HealthRequest{}); err != nil {
+		t.Fatalf("Health: %v", err)
+	}
+	c.Close()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("serve = %v, want nil", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("serve still running after the host hung up")
+	}
+}
+
+// A connection that ends before any request (a serial port whose host end
+// is not connected yet) is not the host hanging up.
+func TestServeOutlivesAnEmptyConnection(t *testing.T) {
+	path, done := startAgent(t, time.Minute)
+	empty, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	empty.Close()
+	conn, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := agentproto.NewClient(conn)
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := c.Health(ctx, &agentproto.HealthRequest{}); err != nil {
+		t.Fatalf("Health after an empty connection: %v", err)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("serve returned (%v) while the host was connected", err)
+	default:
+	}
 }
