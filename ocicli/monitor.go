@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -108,7 +109,7 @@ func RunMonitor(ctx context.Context, o MonitorOptions) (err error) {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
-	svc := &monitorService{AgentService: sb.Agent(), destroy: make(chan struct{}), done: make(chan error, 1)}
+	svc := &monitorService{AgentService: sb.Agent(), destroy: make(chan struct{}), done: make(chan error, 1), log: o.Log}
 	var calls pendingCalls
 	srv, err := ttrpc.NewServer(ttrpc.WithUnaryServerInterceptor(calls.intercept))
 	if err != nil {
@@ -167,6 +168,7 @@ func RunMonitor(ctx context.Context, o MonitorOptions) (err error) {
 		o.Log.Error("sandbox died", "sandbox", sb.ID, "why", why, "err", sb.WithConsole(report))
 	}
 	o.Log.Debug("monitor stopping", "sandbox", sb.ID, "why", why)
+	svc.stopping.Store(true)
 	// Calls already forwarded get their replies before the agent goes.
 	pctx, cancelPending := context.WithTimeout(context.Background(), drainWait)
 	if err := calls.wait(pctx); err != nil {
@@ -203,6 +205,32 @@ type monitorService struct {
 	once    sync.Once
 	destroy chan struct{}
 	done    chan error
+	// stopping is set once the monitor stops the sandbox: waits it ends
+	// then are not hang-ups.
+	stopping atomic.Bool
+	log      *slog.Logger
+}
+
+// orphanKillWait bounds the kill of a process whose waiter hung up.
+const orphanKillWait = 10 * time.Second
+
+// WaitProcess forwards the wait. A waiter that hangs up before the process
+// ends is the process's host stand-in gone (its proxy, whose PID callers
+// hold as the process's, or a foreground hull exec), however it died:
+// containerd SIGKILLs an exec's PID when a probe times out. The process
+// goes with it, as a runc process would have gone itself; it is not left
+// running in the guest.
+func (m *monitorService) WaitProcess(ctx context.Context, req *agentproto.ProcessRequest) (*agentproto.WaitProcessResponse, error) {
+	resp, err := m.AgentService.WaitProcess(ctx, req)
+	if err == nil || !errors.Is(ctx.Err(), context.Canceled) || m.stopping.Load() {
+		return resp, err
+	}
+	kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), orphanKillWait)
+	defer cancel()
+	_, kerr := m.AgentService.SignalProcess(kctx, &agentproto.SignalProcessRequest{
+		ContainerId: req.ContainerId, ExecId: req.ExecId, Signal: uint32(syscall.SIGKILL), All: req.ExecId == ""})
+	m.log.Debug("waiter hung up: process killed", "container", req.ContainerId, "exec", req.ExecId, "err", kerr)
+	return resp, err
 }
 
 func (m *monitorService) DestroySandbox(ctx context.Context, _ *agentproto.DestroySandboxRequest) (*agentproto.Empty, error) {

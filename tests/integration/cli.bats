@@ -102,6 +102,28 @@ shim_hull() { "$HULL_BIN" --root "$ROOT" --log "$B/log.json" --log-format json "
   hull delete --force c1
 }
 
+@test "an exec whose pid is killed (a timed-out probe) does not live on in the guest" {
+  B=$T/b; make_bundle "$B" sleep 1000
+  hull create --bundle "$B" c1 </dev/null >/dev/null 2>&1
+  hull start c1
+  # containerd SIGKILLs an exec's PID when a probe times out: the PID is
+  # hull's proxy, and the process in the guest must go with it.
+  jq '.process | .args = ["sleep", "600"] | .terminal = false' "$B/config.json" > "$T/probe.json"
+  hull exec --process "$T/probe.json" --detach --pid-file "$T/probe.pid" c1 </dev/null >/dev/null 2>&1
+  run hull exec c1 ps
+  [[ "$output" == *"sleep 600"* ]]
+  kill -9 "$(cat "$T/probe.pid")"
+  for _ in $(seq 1 100); do
+    run hull exec c1 ps
+    [[ "$output" != *"sleep 600"* ]] && break
+    sleep 0.2
+  done
+  echo "$output"
+  [[ "$output" != *"sleep 600"* ]]
+  [[ "$output" == *"sleep 1000"* ]]
+  hull delete --force c1
+}
+
 @test "kill by name and by number, -a to all processes; delete --force of a running container" {
   B=$T/b; make_bundle "$B" sh -c 'trap "echo usr1-caught" USR1; trap "echo term-caught; exit 9" TERM; while :; do sleep 0.1; done'
   hull create --bundle "$B" c1 </dev/null >"$T/out" 2>&1
