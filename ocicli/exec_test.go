@@ -94,3 +94,21 @@ func TestErrorsNameTheOperationOnce(t *testing.T) {
 		t.Errorf("Exec error = %v, want %q", err, "exec in c1: "+fail.Error())
 	}
 }
+
+// As runc, kill --all of a stopped container signals what is left of it
+// and is no error; a plain kill of it is ErrNotRunning.
+func TestKillAllOfAStoppedContainer(t *testing.T) {
+	r := fakeRuntime(t)
+	saveContainer(t, r, "c1", pod.Stopped)
+	agent := &fakeAgent{}
+	serveMonitor(t, r, "c1", agent)
+	if err := r.Kill(context.Background(), "c1", unix.SIGKILL, false); !errors.Is(err, pod.ErrNotRunning) {
+		t.Fatalf("kill of a stopped container: %v, want ErrNotRunning", err)
+	}
+	if err := r.Kill(context.Background(), "c1", unix.SIGKILL, true); err != nil {
+		t.Fatalf("kill --all of a stopped container: %v", err)
+	}
+	if sigs := agent.signals(); len(sigs) != 1 || !sigs[0].All {
+		t.Fatalf("signals %v, want one to all of c1", sigs)
+	}
+}

@@ -136,12 +136,19 @@ func (r *Runtime) Kill(ctx context.Context, id string, sig unix.Signal, all bool
 	if err != nil {
 		return err
 	}
-	if _, err := st.Status.Next(pod.OpKill); err != nil {
+	// As runc: kill --all of a stopped container signals whatever of it is
+	// left (processes that outlived its init), and is no error when
+	// nothing is. containerd's shim sends it after every exit.
+	leftovers := all && st.Status == pod.Stopped
+	if _, err := st.Status.Next(pod.OpKill); err != nil && !leftovers {
 		return err
 	}
 	g, closeGuest, err := r.guest(st.SandboxID)
 	if err != nil {
 		if errors.Is(err, ErrSandboxGone) {
+			if leftovers {
+				return nil
+			}
 			return pod.ErrNotRunning
 		}
 		return err
@@ -149,6 +156,9 @@ func (r *Runtime) Kill(ctx context.Context, id string, sig unix.Signal, all bool
 	defer closeGuest()
 	if err := g.SignalProcess(ctx, id, "", sig, all); err != nil {
 		if errors.Is(err, pod.ErrNotRunning) {
+			if leftovers {
+				return nil
+			}
 			return err
 		}
 		return fmt.Errorf("kill %s: %w", id, err)

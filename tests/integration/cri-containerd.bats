@@ -148,3 +148,48 @@ JSON
   for n in 1 2 3; do cri stopp "${p[$n]}" >/dev/null; cri rmp "${p[$n]}" >/dev/null; done
   no_leaks
 }
+
+@test "an exec probe that times out leaves no process in the pod" {
+  pr=$(pod pr)
+  box=$(ctr_in "$pr" pr box sleep 1000)
+  # The kubelet's exec probe with a timeout: containerd kills the exec's
+  # PID (hull's proxy) when the time is up.
+  run cri exec --timeout 1 -s "$box" sleep 600
+  [ "$status" -ne 0 ]
+  for _ in $(seq 1 50); do
+    run cri exec -s "$box" ps
+    [[ "$output" != *"sleep 600"* ]] && break
+    sleep 0.2
+  done
+  echo "$output"
+  [[ "$output" != *"sleep 600"* ]]
+  [[ "$output" == *"sleep 1000"* ]]
+  cri stopp "$pr" >/dev/null
+  cri rmp "$pr" >/dev/null
+  no_leaks
+}
+
+@test "a container with a bind volume exits and is removed without an error in containerd's log" {
+  vp=$(pod vol)
+  mkdir -p "$C/vol-src"
+  cat > "$C/volbox.json" <<JSON
+{"metadata": {"name": "volbox"}, "image": {"image": "docker.io/library/hull-busybox:latest"},
+ "command": ["sh", "-c", "echo from-the-pod > /data/out"], "log_path": "volbox.log", "linux": {},
+ "mounts": [{"container_path": "/data", "host_path": "$C/vol-src"}]}
+JSON
+  local before; before=$(grep -c 'level=error' "$C/containerd.log" || true)
+  id=$(cri create "$vp" "$C/volbox.json" "$C/vol-pod.json")
+  cri start "$id" >/dev/null
+  for _ in $(seq 1 100); do
+    [ "$(cri inspect "$id" | jq -r .status.state)" = CONTAINER_EXITED ] && break
+    sleep 0.2
+  done
+  [ "$(cri inspect "$id" | jq -r .status.exitCode)" = 0 ]
+  [ "$(cat "$C/vol-src/out")" = from-the-pod ]
+  cri rm "$id" >/dev/null
+  cri stopp "$vp" >/dev/null
+  cri rmp "$vp" >/dev/null
+  grep 'level=error' "$C/containerd.log" | tail -n +"$(( before + 1 ))" >&2 || true
+  [ "$(grep -c 'level=error' "$C/containerd.log" || true)" = "$before" ]
+  no_leaks
+}
