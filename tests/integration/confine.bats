@@ -27,6 +27,8 @@ hypervisor_option() { sed -i "/^\[hypervisor\]/a $1" "$HULL_CONFIG"; }
   qemu=$(qemu_pid)
   [ "$(proc_field "$qemu" Seccomp)" = 2 ]
   [ "$(proc_field "$qemu" Uid)" = "$(id -u hull-qemu)" ]
+  [ "$(proc_field "$qemu" Gid)" = "$(id -g hull-qemu)" ]
+  [ "$(readlink "/proc/$qemu/root")" = "$(dirname "$(ls -d "$ROOT"/sandboxes/*/sandbox.json)")/qemu-root" ]
   [ "$(proc_field "$qemu" CapEff)" = 0000000000000000 ]
   [ -z "$(ls -A "/proc/$qemu/root/")" ]
   # The container works: virtiofsd, not QEMU, reads its files.
