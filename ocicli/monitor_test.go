@@ -92,4 +92,3 @@ func TestMonitorStoppingKillsNothing(t *testing.T) {
 		t.Fatalf("a stopping monitor killed: %v", sigs)
 	}
 }
-

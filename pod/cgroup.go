@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -46,10 +45,7 @@ func NewHostCgroup(path string) (*HostCgroup, error) {
 	if path == "" {
 		return nil, nil
 	}
-	if strings.Contains(path, ":") {
-		return nil, fmt.Errorf("cgroupsPath %q is in systemd form; hull manages cgroupfs paths only", path)
-	}
-	clean := filepath.Clean("/" + path)
+	clean := cgroupfsPath(path)
 	var st unix.Statfs_t
 	if err := unix.Statfs(cgroupRoot, &st); err != nil {
 		return nil, fmt.Errorf("cgroups: %w", err)
@@ -69,6 +65,13 @@ func NewHostCgroup(path string) (*HostCgroup, error) {
 	}
 	return cg, nil
 }
+
+// cgroupfsPath is where a spec's cgroupsPath lives below each hierarchy's
+// root, as runc's cgroupfs driver places it: relative and absolute paths
+// alike, and a path in systemd form ("test.slice:cri-containerd:ID", which
+// containerd writes for a pod whose parent ends in .slice even with the
+// cgroupfs driver) as the one directory of that name.
+func cgroupfsPath(path string) string { return filepath.Clean("/" + path) }
 
 // Create makes the cgroup and sets limits sized for a VM of vmMemMiB: a
 // memory limit in the spec becomes the VM's memory plus QEMU's own

@@ -193,3 +193,26 @@ JSON
   [ "$(grep -c 'level=error' "$C/containerd.log" || true)" = "$before" ]
   no_leaks
 }
+
+@test "a pod whose cgroup parent is test.slice (the systemd form, with the cgroupfs driver) runs and is cleaned" {
+  cat > "$C/slice-pod.json" <<JSON
+{"metadata": {"name": "slice", "namespace": "default", "uid": "uid-slice", "attempt": 0}, "log_directory": "$C/logs/slice",
+ "linux": {"cgroup_parent": "test.slice"}}
+JSON
+  mkdir -p "$C/logs/slice"
+  sp=$(cri runp --runtime hull "$C/slice-pod.json")
+  box=$(ctr_in "$sp" slice box sleep 600)
+  run cri exec -s "$box" echo in-the-slice
+  [ "$output" = in-the-slice ]
+  # containerd names the cgroup test.slice:cri-containerd:ID; as runc's
+  # cgroupfs driver, hull takes it as one directory, and QEMU is in it.
+  qemu=$(pgrep -f -- "qemu-system.*$C")
+  cg=$(awk -F: '$2 == "memory" {print substr($0, index($0, $3))}' "/proc/$qemu/cgroup")
+  echo "QEMU's memory cgroup: $cg"
+  [[ "$cg" == /test.slice:cri-containerd:* ]]
+  [ -d "/sys/fs/cgroup/memory$cg" ]
+  cri stopp "$sp" >/dev/null
+  cri rmp "$sp" >/dev/null
+  [ ! -d "/sys/fs/cgroup/memory$cg" ]
+  no_leaks
+}
