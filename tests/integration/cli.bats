@@ -113,13 +113,7 @@ shim_hull() { "$HULL_BIN" --root "$ROOT" --log "$B/log.json" --log-format json "
   run hull exec c1 ps
   [[ "$output" == *"sleep 600"* ]]
   kill -9 "$(cat "$T/probe.pid")"
-  for _ in $(seq 1 100); do
-    run hull exec c1 ps
-    [[ "$output" != *"sleep 600"* ]] && break
-    sleep 0.2
-  done
-  echo "$output"
-  [[ "$output" != *"sleep 600"* ]]
+  wait_ps_without "sleep 600" hull exec c1 ps
   [[ "$output" == *"sleep 1000"* ]]
   hull delete --force c1
 }

@@ -156,13 +156,7 @@ JSON
   # PID (hull's proxy) when the time is up.
   run cri exec --timeout 1 -s "$box" sleep 600
   [ "$status" -ne 0 ]
-  for _ in $(seq 1 50); do
-    run cri exec -s "$box" ps
-    [[ "$output" != *"sleep 600"* ]] && break
-    sleep 0.2
-  done
-  echo "$output"
-  [[ "$output" != *"sleep 600"* ]]
+  wait_ps_without "sleep 600" cri exec -s "$box" ps
   [[ "$output" == *"sleep 1000"* ]]
   cri stopp "$pr" >/dev/null
   cri rmp "$pr" >/dev/null

@@ -113,6 +113,20 @@ exited() {
   [ "${stat%% *}" = Z ]
 }
 
+# wait_ps_without TEXT CMD...: runs CMD (a ps in a container) until its
+# output no longer holds TEXT, 20 s at most; fails if it still does. The last
+# output is in $output and on stderr.
+wait_ps_without() {
+  local text=$1; shift
+  for _ in $(seq 1 100); do
+    output=$("$@" 2>&1) || true
+    [[ "$output" != *"$text"* ]] && return 0
+    sleep 0.2
+  done
+  echo "after 20 s, still '$text' in: $output" >&2
+  return 1
+}
+
 # leaks prints what a test left behind under $T: QEMU or hull processes,
 # mounts, state.
 leaks() {
