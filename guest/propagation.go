@@ -34,7 +34,7 @@ func propagations(s *specs.Spec) []mountPropagation {
 			}
 		}
 		if flags != 0 {
-			out = append(out, mountPropagation{dest: m.Destination, source: m.Source, flags: flags, readonly: hasOpt(m.Options, "ro")})
+			out = append(out, mountPropagation{dest: m.Destination, source: m.Source, flags: flags, attrs: mountAttrs(m.Options)})
 		}
 	}
 	return out
@@ -43,21 +43,28 @@ func propagations(s *specs.Spec) []mountPropagation {
 type mountPropagation struct {
 	dest, source string
 	flags        uintptr
-	readonly     bool
+	// attrs are the MOUNT_ATTR_* flags the options ask for, which a fresh
+	// bind must carry as crun's did.
+	attrs uint64
+}
+
+// attrOptions are the mount options a fresh bind keeps.
+var attrOptions = map[string]uint64{
+	"ro": unix.MOUNT_ATTR_RDONLY, "nosuid": unix.MOUNT_ATTR_NOSUID,
+	"nodev": unix.MOUNT_ATTR_NODEV, "noexec": unix.MOUNT_ATTR_NOEXEC,
+}
+
+func mountAttrs(opts []string) uint64 {
+	var a uint64
+	for _, o := range opts {
+		a |= attrOptions[o]
+	}
+	return a
 }
 
 // peered: a shared or slave mount must be in a peer group with the guest's
 // share (the source), which a mount crun made private no longer is.
 func (m mountPropagation) peered() bool { return m.flags&(unix.MS_SHARED|unix.MS_SLAVE) != 0 }
-
-func hasOpt(opts []string, o string) bool {
-	for _, x := range opts {
-		if x == o {
-			return true
-		}
-	}
-	return false
-}
 
 // setPropagation gives a created container's bind mounts the propagation
 // their options ask for. crun (1.8) leaves every bind mount it places
@@ -151,10 +158,7 @@ func bindTree(w mountPropagation) (int, error) {
 	if err != nil {
 		return -1, fmt.Errorf("mount %s: bind %s: %w", w.dest, w.source, err)
 	}
-	attr := &unix.MountAttr{Propagation: uint64(w.flags &^ unix.MS_REC)}
-	if w.readonly {
-		attr.Attr_set = unix.MOUNT_ATTR_RDONLY
-	}
+	attr := &unix.MountAttr{Propagation: uint64(w.flags &^ unix.MS_REC), Attr_set: w.attrs}
 	if err := unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH|rec, attr); err != nil {
 		unix.Close(fd)
 		return -1, fmt.Errorf("mount %s: set propagation: %w", w.dest, err)
