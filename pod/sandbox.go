@@ -158,9 +158,6 @@ func StartSandbox(ctx context.Context, o SandboxOptions) (_ *Sandbox, err error)
 			return nil, fmt.Errorf("qemu chroot: %w", err)
 		}
 	}
-	_, why := QEMUConfinement(o.Config, o.Dir)
-	o.Log.Debug("qemu confinement", "seccomp", hc.Confine.Seccomp, "deny_set_id", hc.Confine.ElevatePrivilegesDenied(),
-		"chroot", hc.Confine.Chroot, "user", hc.Confine.User, "not_applied", strings.Join(why, "; "))
 	t := o.Config.Timeouts
 	s.vm = o.NewVM(hc, o.Log, hypervisor.Timeouts{QMP: t.QMP.Duration, Powerdown: t.Powerdown.Duration, Quit: t.Quit.Duration})
 	if err := s.vm.Start(ctx); err != nil {
@@ -234,7 +231,10 @@ func (s *Sandbox) hypervisorConfig(o SandboxOptions) hypervisor.Config {
 	} else {
 		hc.Share = &hypervisor.ShareDevice{Path: s.share.ExportDir(), Tag: tag}
 	}
-	hc.Confine, _ = QEMUConfinement(o.Config, o.Dir)
+	var why []string
+	hc.Confine, why = QEMUConfinement(o.Config, o.Dir)
+	o.Log.Debug("qemu confinement", "seccomp", hc.Confine.Seccomp, "deny_set_id", hc.Confine.ElevatePrivilegesDenied(),
+		"chroot", hc.Confine.Chroot, "user", hc.Confine.User, "not_applied", strings.Join(why, "; "))
 	return hc
 }
 
