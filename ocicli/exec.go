@@ -133,7 +133,7 @@ func (r *Runtime) execDetached(st *ContainerState, req ExecRequest, eid string, 
 
 // recordExec adds an exec's proxy to the container's state (for ps, kill
 // and delete), dropping the records of proxies that have exited.
-func (r *Runtime) recordExec(id, eid string, proxy ProcessRef) error {
+func (r *Runtime) recordExec(id, eid string, proxy pod.ProcessRef) error {
 	unlock, err := r.Store.Lock(id)
 	if err != nil {
 		return fmt.Errorf("record exec %s: %w", eid, err)
@@ -144,7 +144,7 @@ func (r *Runtime) recordExec(id, eid string, proxy ProcessRef) error {
 		return fmt.Errorf("record exec %s: %w", eid, err)
 	}
 	if st.Execs == nil {
-		st.Execs = map[string]ProcessRef{}
+		st.Execs = map[string]pod.ProcessRef{}
 	}
 	for k, e := range st.Execs {
 		if !e.Alive() {

@@ -120,7 +120,7 @@ func serveMonitor(t *testing.T, r *Runtime, sid string, agent agentproto.AgentSe
 // and the config create saw; the test process stands for its proxy.
 func saveContainer(t *testing.T, r *Runtime, id string, status pod.Status) *ContainerState {
 	t.Helper()
-	self, err := RefOf(os.Getpid())
+	self, err := pod.RefOf(os.Getpid())
 	if err != nil {
 		t.Fatal(err)
 	}

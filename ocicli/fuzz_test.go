@@ -31,7 +31,7 @@ func FuzzSpec(f *testing.F) {
 		if ValidateID(id) != nil {
 			return
 		}
-		sid, _ := SandboxOf(id, s.Annotations)
+		sid, _ := pod.SandboxOf(id, s.Annotations)
 		if sid != id && ValidateID(sid) != nil {
 			// The sandbox ID comes from the caller's annotations: the
 			// monitor dial and state paths must refuse it, not use it.

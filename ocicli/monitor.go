@@ -36,19 +36,19 @@ const drainWait = 5 * time.Second
 
 // SandboxInfo is what a monitor publishes about its sandbox.
 type SandboxInfo struct {
-	ID         string     `json:"id"`
-	MonitorPID int        `json:"monitorPid"`
-	QEMUPID    int        `json:"qemuPid"`
-	Accel      string     `json:"accel"`
-	AccelWhy   string     `json:"accelReason"`
-	Timings    []pod.Step `json:"timings"`
-	Started    time.Time  `json:"started"`
-	Monitor    ProcessRef `json:"monitor"`
+	ID         string         `json:"id"`
+	MonitorPID int            `json:"monitorPid"`
+	QEMUPID    int            `json:"qemuPid"`
+	Accel      string         `json:"accel"`
+	AccelWhy   string         `json:"accelReason"`
+	Timings    []pod.Step     `json:"timings"`
+	Started    time.Time      `json:"started"`
+	Monitor    pod.ProcessRef `json:"monitor"`
 	// QEMU lets a delete end a QEMU that outlived its monitor.
-	QEMU ProcessRef `json:"qemu"`
+	QEMU pod.ProcessRef `json:"qemu"`
 	// Virtiofsd serves the share over virtio-fs (nil for 9p); a delete
 	// ends one that outlived its monitor, as it does QEMU.
-	Virtiofsd *ProcessRef `json:"virtiofsd,omitempty"`
+	Virtiofsd *pod.ProcessRef `json:"virtiofsd,omitempty"`
 }
 
 // MonitorOptions start a sandbox monitor.
@@ -89,7 +89,7 @@ func RunMonitor(ctx context.Context, o MonitorOptions) (err error) {
 	}
 	// Published first, so that a delete racing a half-booted sandbox can
 	// find this process and stop it.
-	self, err := RefOf(os.Getpid())
+	self, err := pod.RefOf(os.Getpid())
 	if err != nil {
 		return err
 	}
@@ -125,11 +125,11 @@ func RunMonitor(ctx context.Context, o MonitorOptions) (err error) {
 	}
 	clients := agentproto.NewDrainingListener(l)
 	go func() { _ = srv.Serve(context.Background(), clients) }()
-	qemu, _ := RefOf(sb.VM().PID()) // a QEMU already gone is found by the wait below
+	qemu, _ := pod.RefOf(sb.VM().PID()) // a QEMU already gone is found by the wait below
 	info := SandboxInfo{ID: sb.ID, MonitorPID: os.Getpid(), QEMUPID: sb.VM().PID(), Accel: sb.Accel.Name,
 		AccelWhy: sb.Accel.Reason, Timings: sb.Timings, Started: time.Now(), Monitor: self, QEMU: qemu}
 	if fsd := sb.Virtiofsd(); fsd != nil {
-		ref, _ := RefOf(fsd.PID()) // one already gone is found by the wait below
+		ref, _ := pod.RefOf(fsd.PID()) // one already gone is found by the wait below
 		info.Virtiofsd = &ref
 	}
 	if err := writeJSON(filepath.Join(sb.Dir, sandboxInfo), info); err != nil {
@@ -285,8 +285,8 @@ func DialMonitor(store *Store, sid string) (*agentproto.Client, error) {
 
 // readMonitorRef reads the monitor's process reference, written before the
 // sandbox boots.
-func readMonitorRef(store *Store, sid string) (ProcessRef, error) {
-	var ref ProcessRef
+func readMonitorRef(store *Store, sid string) (pod.ProcessRef, error) {
+	var ref pod.ProcessRef
 	b, err := os.ReadFile(store.MonitorRefPath(sid))
 	if err != nil {
 		return ref, err

@@ -191,7 +191,7 @@ func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
 			_ = g.SignalProcess(ctx, id, "", unix.SIGKILL, true)
 		}
 	}
-	waitGone(st.Proxy, 10*time.Second)
+	pod.WaitGone(st.Proxy, 10*time.Second)
 	st.Proxy.Kill()
 	for _, e := range st.Execs {
 		e.Kill()

@@ -8,42 +8,6 @@ import (
 	"github.com/hull-runtime/hull/pod"
 )
 
-// Pod annotations of CRI-O and containerd's CRI.
-const (
-	crioContainerType = "io.kubernetes.cri-o.ContainerType"
-	crioSandboxID     = "io.kubernetes.cri-o.SandboxID"
-	criContainerType  = "io.kubernetes.cri.container-type"
-	criSandboxID      = "io.kubernetes.cri.sandbox-id"
-)
-
-var podAnnotations = [][2]string{{crioContainerType, crioSandboxID}, {criContainerType, criSandboxID}}
-
-// SandboxOf tells which sandbox a container belongs to by its pod
-// annotations and whether it is the one that creates it: a pod's app
-// containers join the VM of their sandbox container; without pod
-// annotations each container is its own (Place also looks at namespaces).
-func SandboxOf(id string, annotations map[string]string) (sid string, owner bool) {
-	for _, k := range podAnnotations {
-		if t, ok := annotations[k[0]]; ok && t == "container" {
-			if s := annotations[k[1]]; s != "" && s != id {
-				return s, false
-			}
-		}
-	}
-	return id, true
-}
-
-// isPodSandbox reports whether the annotations make a container a pod's
-// sandbox container.
-func isPodSandbox(annotations map[string]string) bool {
-	for _, k := range podAnnotations {
-		if annotations[k[0]] == "sandbox" {
-			return true
-		}
-	}
-	return false
-}
-
 // Placement is where a new container goes.
 type Placement struct {
 	// Sandbox is the sandbox the container runs in; Owner says it is the
@@ -80,12 +44,12 @@ func (r *Runtime) Place(id string, spec *specs.Spec) (Placement, error) {
 
 // place is Place's decision once the namespace paths are classified.
 func place(id string, annotations map[string]string, plan pod.NSPlan) (Placement, error) {
-	sid, owner := SandboxOf(id, annotations)
+	sid, owner := pod.SandboxOf(id, annotations)
 	switch {
 	case plan.Sandbox == "":
 	case !owner && plan.Sandbox != sid:
 		return Placement{}, fmt.Errorf("its pod annotations put it in sandbox %s, but its namespace paths are sandbox %s's", sid, plan.Sandbox)
-	case isPodSandbox(annotations):
+	case pod.IsPodSandbox(annotations):
 		return Placement{}, fmt.Errorf("its pod annotations make it a sandbox of its own, but its namespace paths are sandbox %s's", plan.Sandbox)
 	case owner:
 		sid, owner = plan.Sandbox, false

@@ -11,7 +11,7 @@ import (
 
 func TestPlace(t *testing.T) {
 	crio := func(typ, sid string) map[string]string {
-		return map[string]string{crioContainerType: typ, crioSandboxID: sid}
+		return map[string]string{pod.CRIOContainerType: typ, pod.CRIOSandboxID: sid}
 	}
 	joins := pod.NSPlan{Sandbox: "s1", Join: map[specs.LinuxNamespaceType]string{specs.IPCNamespace: "c1"}}
 	tests := []struct {
@@ -26,7 +26,7 @@ func TestPlace(t *testing.T) {
 		{name: "docker: its own", id: "c9", wantSandbox: "c9", wantOwner: true},
 		{name: "CRI-O app container by annotation", id: "a1", annotations: crio("container", "s1"), wantSandbox: "s1"},
 		{name: "containerd CRI app container", id: "a1",
-			annotations: map[string]string{criContainerType: "container", criSandboxID: "s1"}, wantSandbox: "s1"},
+			annotations: map[string]string{pod.CRIContainerType: "container", pod.CRISandboxID: "s1"}, wantSandbox: "s1"},
 		{name: "annotation and paths agree", id: "a1", annotations: crio("container", "s1"), plan: joins, wantSandbox: "s1"},
 		{name: "podman: paths only", id: "a1", plan: joins, wantSandbox: "s1"},
 		{name: "annotation and paths disagree", id: "a1", annotations: crio("container", "s2"), plan: joins,

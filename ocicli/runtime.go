@@ -130,7 +130,7 @@ type ProxySpec struct {
 
 // Proxy is a started proxy, waiting for Go before it relays.
 type Proxy struct {
-	Ref  ProcessRef
+	Ref  pod.ProcessRef
 	gate *os.File
 }
 
@@ -196,10 +196,10 @@ func (r *Runtime) spawnProxy(p ProxySpec) (*Proxy, error) {
 		return nil, fmt.Errorf("start proxy of %s: %w", p.ID, err)
 	}
 	pid := cmd.Process.Pid
-	ref, err := RefOf(pid)
+	ref, err := pod.RefOf(pid)
 	if err != nil {
 		// It already exited; its PID still names it until reaped.
-		ref = ProcessRef{PID: pid}
+		ref = pod.ProcessRef{PID: pid}
 	}
 	// Release sets cmd.Process.Pid to -1: use pid from here on.
 	_ = cmd.Process.Release()
@@ -227,15 +227,15 @@ func (r *Runtime) destroySandbox(ctx context.Context, sid string) error {
 		// Still booting (or wedged): it stops and cleans up on SIGTERM.
 		_ = syscall.Kill(monitor.PID, syscall.SIGTERM)
 	}
-	if !waitGone(monitor, r.Config.Timeouts.Quit.Duration+10*time.Second) {
+	if !pod.WaitGone(monitor, r.Config.Timeouts.Quit.Duration+10*time.Second) {
 		monitor.Kill()
-		waitGone(monitor, 5*time.Second)
+		pod.WaitGone(monitor, 5*time.Second)
 	}
 	// QEMU and virtiofsd die with their monitor; one that did not (the
 	// monitor was killed and the death signal was lost) is ended here, by
 	// its recorded start.
 	if info, ierr := ReadSandboxInfo(r.Store, sid); ierr == nil {
-		procs := map[string]ProcessRef{"QEMU": info.QEMU}
+		procs := map[string]pod.ProcessRef{"QEMU": info.QEMU}
 		if info.Virtiofsd != nil {
 			procs["virtiofsd"] = *info.Virtiofsd
 		}
@@ -243,7 +243,7 @@ func (r *Runtime) destroySandbox(ctx context.Context, sid string) error {
 			if p.Alive() {
 				r.Log.Warn(name+" outlived its monitor", "sandbox", sid, "pid", p.PID)
 				p.Kill()
-				waitGone(p, 5*time.Second)
+				pod.WaitGone(p, 5*time.Second)
 			}
 		}
 	}
@@ -267,15 +267,4 @@ func (r *Runtime) destroySandbox(ctx context.Context, sid string) error {
 		r.Log.Debug("destroy sandbox", "sandbox", sid, "err", err)
 	}
 	return nil
-}
-
-func waitGone(p ProcessRef, d time.Duration) bool {
-	deadline := time.Now().Add(d)
-	for p.Alive() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return true
 }

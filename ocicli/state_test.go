@@ -3,15 +3,17 @@ package ocicli
 import (
 	"os"
 	"testing"
+
+	"github.com/hull-runtime/hull/pod"
 )
 
 func TestProcessRefKillNeverSignalsGroups(t *testing.T) {
 	// kill(-1) or kill(0) would end every process or the whole group: a
 	// ref with such a PID must be a no-op (the test survives to say so).
 	for _, pid := range []int{-1, 0, 1} {
-		ProcessRef{PID: pid}.Kill()
+		pod.ProcessRef{PID: pid}.Kill()
 	}
-	self, err := RefOf(os.Getpid())
+	self, err := pod.RefOf(os.Getpid())
 	if err != nil {
 		t.Fatal(err)
 	}
