@@ -56,6 +56,7 @@ integration: all
 install: all
 	bash scripts/qemu-user.sh
 	install -D -m 0755 $(BUILD)/hull $(DESTDIR)$(PREFIX)/bin/hull
+	install -D -m 0755 $(BUILD)/containerd-shim-hull-v2 $(DESTDIR)$(PREFIX)/bin/containerd-shim-hull-v2
 	install -D -m 0644 $(BUILD)/vmlinux-hull $(DESTDIR)$(PREFIX)/share/hull/vmlinux
 	install -D -m 0644 $(BUILD)/vmlinuz-hull $(DESTDIR)$(PREFIX)/share/hull/vmlinuz
 	install -D -m 0644 $(BUILD)/initrd-hull.img $(DESTDIR)$(PREFIX)/share/hull/initrd.img

@@ -26,6 +26,20 @@ const drainGrace = 2 * time.Second
 // has exited and its output is drained, and returns its exit status (128+N
 // when killed by signal N).
 func Relay(ctx context.Context, agent agentproto.AgentService, cid, eid string, stdio Stdio) (int, error) {
+	exit, err := RelayExit(ctx, agent, cid, eid, stdio)
+	return exit.Status, err
+}
+
+// Exit is how a guest process ended.
+type Exit struct {
+	// Status is the exit code, or 128+N when it died of signal N.
+	Status int
+	// OOMKilled says the guest's OOM killer ended the container's init.
+	OOMKilled bool
+}
+
+// RelayExit is Relay, returning all that is known of the process's end.
+func RelayExit(ctx context.Context, agent agentproto.AgentService, cid, eid string, stdio Stdio) (Exit, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -49,7 +63,7 @@ func Relay(ctx context.Context, agent agentproto.AgentService, cid, eid string, 
 	}
 	resp, err := agent.WaitProcess(ctx, &agentproto.ProcessRequest{ContainerId: cid, ExecId: eid})
 	if err != nil {
-		return -1, fmt.Errorf("wait for %s/%s: %w", cid, eid, err)
+		return Exit{Status: -1}, fmt.Errorf("wait for %s/%s: %w", cid, eid, err)
 	}
 	select {
 	case <-drained:
@@ -60,7 +74,7 @@ func Relay(ctx context.Context, agent agentproto.AgentService, cid, eid string, 
 		// The agent may forget the exec now; nothing more will be read.
 		_, _ = agent.CloseProcess(context.WithoutCancel(ctx), &agentproto.ProcessRequest{ContainerId: cid, ExecId: eid})
 	}
-	return int(resp.Status), nil
+	return Exit{Status: int(resp.Status)}, nil
 }
 
 func pumpOut(ctx context.Context, read func(context.Context, *agentproto.ReadStreamRequest) (*agentproto.ReadStreamResponse, error), cid, eid string, w io.Writer) {

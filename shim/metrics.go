@@ -1,0 +1,26 @@
+package shim
+
+import (
+	"github.com/containerd/cgroups/v3/cgroup1/stats"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/hull-runtime/hull/agentproto"
+)
+
+// metrics turns the guest's cgroup counters of a container into containerd's
+// cgroup v1 metrics type, which `ctr task metrics` and the CRI's stats read.
+func metrics(s *agentproto.StatsContainerResponse) (*anypb.Any, error) {
+	m := &stats.Metrics{
+		CPU: &stats.CPUStat{Usage: &stats.CPUUsage{Total: s.CpuUsageNs}},
+		Memory: &stats.MemoryStat{
+			Usage: &stats.MemoryEntry{Usage: s.MemoryUsageBytes, Limit: s.MemoryLimitBytes},
+		},
+		Pids: &stats.PidsStat{Current: s.PidsCurrent},
+	}
+	b, err := proto.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	return &anypb.Any{TypeUrl: string(m.ProtoReflect().Descriptor().FullName()), Value: b}, nil
+}
