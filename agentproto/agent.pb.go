@@ -659,7 +659,11 @@ func (x *SignalProcessRequest) GetAll() bool {
 type WaitProcessResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// status is the exit code, or 128+N when the process died of signal N.
-	Status        int32 `protobuf:"varint,1,opt,name=status,proto3" json:"status,omitempty"`
+	Status int32 `protobuf:"varint,1,opt,name=status,proto3" json:"status,omitempty"`
+	// oom_killed is set for a container's init process when the OOM killer
+	// killed a process of the container (this one or another), as
+	// containerd reports an OOM of the container. Always false for an exec.
+	OomKilled     bool `protobuf:"varint,2,opt,name=oom_killed,json=oomKilled,proto3" json:"oom_killed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -699,6 +703,13 @@ func (x *WaitProcessResponse) GetStatus() int32 {
 		return x.Status
 	}
 	return 0
+}
+
+func (x *WaitProcessResponse) GetOomKilled() bool {
+	if x != nil {
+		return x.OomKilled
+	}
+	return false
 }
 
 type WriteStdinRequest struct {
@@ -1348,9 +1359,11 @@ const file_agent_proto_rawDesc = "" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x17\n" +
 	"\aexec_id\x18\x02 \x01(\tR\x06execId\x12\x16\n" +
 	"\x06signal\x18\x03 \x01(\rR\x06signal\x12\x10\n" +
-	"\x03all\x18\x04 \x01(\bR\x03all\"-\n" +
+	"\x03all\x18\x04 \x01(\bR\x03all\"L\n" +
 	"\x13WaitProcessResponse\x12\x16\n" +
-	"\x06status\x18\x01 \x01(\x05R\x06status\"c\n" +
+	"\x06status\x18\x01 \x01(\x05R\x06status\x12\x1d\n" +
+	"\n" +
+	"oom_killed\x18\x02 \x01(\bR\toomKilled\"c\n" +
 	"\x11WriteStdinRequest\x12!\n" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x17\n" +
 	"\aexec_id\x18\x02 \x01(\tR\x06execId\x12\x12\n" +

@@ -1,0 +1,108 @@
+package guest
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+
+	runc "github.com/containerd/go-runc"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/hull-runtime/hull/agentproto"
+)
+
+// writeCgroup fills a fake v1 cgroup of container id under root: files maps
+// "controller/file" to its content.
+func writeCgroup(t *testing.T, root, id string, files map[string]string) {
+	t.Helper()
+	for name, content := range files {
+		ctrl, file := filepath.Split(name)
+		dir := filepath.Join(root, ctrl, cgroupsPath(id))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, file), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// createRuntime plays runc create (and exec) for a terminal process that
+// the test ends by publishing its exit to the reaper.
+type createRuntime struct{ execRuntime }
+
+const fakeInitPID = 1<<30 + 1
+
+func (createRuntime) Create(_ context.Context, _, _ string, opts *runc.CreateOpts) error {
+	if err := sendPtyMaster(opts.ConsoleSocket.Path()); err != nil {
+		return err
+	}
+	return os.WriteFile(opts.PidFile, []byte(strconv.Itoa(fakeInitPID)), 0o600)
+}
+
+// WaitProcess says an init process was OOM-killed when its container's
+// memory cgroup counted an OOM kill, as read when the process exited: by
+// the time the host asks, runc delete may have removed the cgroup.
+func TestWaitProcessReportsOOMKill(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		oomKill string
+		want    bool
+	}{
+		{"oom kill", "1", true},
+		{"no oom kill", "0", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			cgroups := filepath.Join(dir, "cgroup")
+			writeCgroup(t, cgroups, "c1", map[string]string{
+				"memory/memory.oom_control": "oom_kill_disable 0\nunder_oom 0\noom_kill " + tc.oomKill + "\n",
+			})
+			rt := createRuntime{}
+			svc := NewService(Config{Runtime: func(string) Runtime { return rt }, Reaper: newTestReaper(),
+				ShareDir: filepath.Join(dir, "share"), BundleDir: filepath.Join(dir, "bundles"), CgroupRoot: cgroups})
+			ctx := context.Background()
+			spec, _ := json.Marshal(&specs.Spec{Version: specs.Version, Root: &specs.Root{Path: "c1/rootfs"},
+				Process: &specs.Process{Args: []string{"sh"}, Cwd: "/", Terminal: true}})
+			if _, err := svc.CreateContainer(ctx, &agentproto.CreateContainerRequest{ContainerId: "c1", Spec: spec}); err != nil {
+				t.Fatalf("create: %v", err)
+			}
+			t.Cleanup(func() {
+				_, _ = svc.RemoveContainer(ctx, &agentproto.RemoveContainerRequest{ContainerId: "c1", Force: true})
+			})
+			if _, err := svc.ExecProcess(ctx, &agentproto.ExecProcessRequest{ContainerId: "c1", ExecId: "e1", Process: ttyExec}); err != nil {
+				t.Fatalf("exec: %v", err)
+			}
+
+			svc.cfg.Reaper.publish(runc.Exit{Pid: fakeExecPID, Status: 137})
+			exec, err := svc.WaitProcess(ctx, &agentproto.ProcessRequest{ContainerId: "c1", ExecId: "e1"})
+			if err != nil {
+				t.Fatalf("wait for the exec: %v", err)
+			}
+			if exec.Status != 137 || exec.OomKilled {
+				t.Errorf("exec: status %d, oom_killed %v; want 137 and false whatever the cgroup counts", exec.Status, exec.OomKilled)
+			}
+
+			svc.cfg.Reaper.publish(runc.Exit{Pid: fakeInitPID, Status: 137})
+			c, err := svc.container("c1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			<-c.init.exited
+			// As runc delete would once the init process has exited.
+			if err := os.RemoveAll(filepath.Join(cgroups, "memory", cgroupsPath("c1"))); err != nil {
+				t.Fatal(err)
+			}
+			init, err := svc.WaitProcess(ctx, &agentproto.ProcessRequest{ContainerId: "c1"})
+			if err != nil {
+				t.Fatalf("wait for init: %v", err)
+			}
+			if init.Status != 137 || init.OomKilled != tc.want {
+				t.Errorf("init: status %d, oom_killed %v; want 137 and %v", init.Status, init.OomKilled, tc.want)
+			}
+		})
+	}
+}
