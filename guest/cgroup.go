@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/hull-runtime/hull/agentproto"
 )
 
 // cgroupsPath is the cgroup runc puts container id in, the same path in
@@ -30,6 +32,12 @@ func (c cgroup) read(controller, file string) []byte {
 	return b
 }
 
+// number reads a file holding one number; "max" (no limit) reads 0.
+func (c cgroup) number(controller, file string) uint64 {
+	n, _ := strconv.ParseUint(string(bytes.TrimSpace(c.read(controller, file))), 10, 64)
+	return n
+}
+
 // keyed reads a file of "key value" lines, such as memory.stat.
 func (c cgroup) keyed(controller, file string) map[string]uint64 {
 	m := map[string]uint64{}
@@ -50,4 +58,23 @@ func (c cgroup) keyed(controller, file string) map[string]uint64 {
 // (memory.oom_control's oom_kill, kernel 4.13 and later).
 func (c cgroup) oomKills() uint64 {
 	return c.keyed("memory", "memory.oom_control")["oom_kill"]
+}
+
+func (c cgroup) stats() *agentproto.StatsContainerResponse {
+	mem := c.keyed("memory", "memory.stat")
+	return &agentproto.StatsContainerResponse{
+		MemoryUsageBytes:        c.number("memory", "memory.usage_in_bytes"),
+		MemoryLimitBytes:        c.number("memory", "memory.limit_in_bytes"),
+		MemoryMaxUsageBytes:     c.number("memory", "memory.max_usage_in_bytes"),
+		MemoryFailcnt:           c.number("memory", "memory.failcnt"),
+		MemoryRssBytes:          mem["total_rss"],
+		MemoryCacheBytes:        mem["total_cache"],
+		MemoryInactiveFileBytes: mem["total_inactive_file"],
+		OomKills:                c.oomKills(),
+		CpuUsageNs:              c.number("cpu,cpuacct", "cpuacct.usage"),
+		CpuUserNs:               c.number("cpu,cpuacct", "cpuacct.usage_user"),
+		CpuSystemNs:             c.number("cpu,cpuacct", "cpuacct.usage_sys"),
+		PidsCurrent:             c.number("pids", "pids.current"),
+		PidsLimit:               c.number("pids", "pids.max"),
+	}
 }

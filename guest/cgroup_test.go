@@ -10,6 +10,7 @@ import (
 
 	runc "github.com/containerd/go-runc"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/hull-runtime/hull/agentproto"
 )
@@ -27,6 +28,73 @@ func writeCgroup(t *testing.T, root, id string, files map[string]string) {
 		if err := os.WriteFile(filepath.Join(dir, file), []byte(content), 0o644); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// The files as a 6.1 guest kernel writes them (memory.stat cut short).
+var cgroupFiles = map[string]string{
+	"memory/memory.usage_in_bytes":     "1048576\n",
+	"memory/memory.limit_in_bytes":     "33554432\n",
+	"memory/memory.max_usage_in_bytes": "33554432\n",
+	"memory/memory.failcnt":            "1234\n",
+	"memory/memory.oom_control":        "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n",
+	"memory/memory.stat": "cache 8192\nrss 4096\ninactive_file 1024\n" +
+		"hierarchical_memory_limit 33554432\n" +
+		"total_cache 81920\ntotal_rss 40960\ntotal_rss_huge 0\ntotal_inactive_file 10240\ntotal_active_file 0\n",
+	"cpu,cpuacct/cpuacct.usage":      "3000000000\n",
+	"cpu,cpuacct/cpuacct.usage_user": "2000000000\n",
+	"cpu,cpuacct/cpuacct.usage_sys":  "1000000000\n",
+	"pids/pids.current":              "3\n",
+	"pids/pids.max":                  "max\n",
+}
+
+func TestStatsContainer(t *testing.T) {
+	root := t.TempDir()
+	writeCgroup(t, root, "c1", cgroupFiles)
+	svc := NewService(Config{Runtime: func(string) Runtime { return failingRuntime{} }, CgroupRoot: root})
+	svc.containers["c1"] = &container{id: "c1", init: &process{exited: make(chan struct{})}, execs: map[string]*process{}}
+	stats := func() *agentproto.StatsContainerResponse {
+		t.Helper()
+		s, err := svc.StatsContainer(context.Background(), &agentproto.ContainerRequest{ContainerId: "c1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+
+	want := &agentproto.StatsContainerResponse{
+		MemoryUsageBytes:        1 << 20,
+		MemoryLimitBytes:        32 << 20,
+		MemoryMaxUsageBytes:     32 << 20,
+		MemoryFailcnt:           1234,
+		MemoryRssBytes:          40960,
+		MemoryCacheBytes:        81920,
+		MemoryInactiveFileBytes: 10240,
+		OomKills:                2,
+		CpuUsageNs:              3e9,
+		CpuUserNs:               2e9,
+		CpuSystemNs:             1e9,
+		PidsCurrent:             3,
+		PidsLimit:               0, // "max"
+	}
+	if got := stats(); !proto.Equal(got, want) {
+		t.Errorf("stats:\n got %v\nwant %v", got, want)
+	}
+
+	writeCgroup(t, root, "c1", map[string]string{"pids/pids.max": "100\n"})
+	if got := stats().PidsLimit; got != 100 {
+		t.Errorf("pids.max 100: pids_limit %d", got)
+	}
+
+	// A kernel before 4.13 has no oom_kill line, one without
+	// CONFIG_CGROUP_PIDS no pids hierarchy: those read 0, the rest stays.
+	writeCgroup(t, root, "c1", map[string]string{"memory/memory.oom_control": "oom_kill_disable 0\nunder_oom 0\n"})
+	if err := os.RemoveAll(filepath.Join(root, "pids")); err != nil {
+		t.Fatal(err)
+	}
+	got := stats()
+	if got.OomKills != 0 || got.PidsCurrent != 0 || got.MemoryUsageBytes != 1<<20 {
+		t.Errorf("without oom_kill and pids: %v", got)
 	}
 }
 

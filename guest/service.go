@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 
@@ -433,20 +432,7 @@ func (s *Service) StatsContainer(_ context.Context, req *agentproto.ContainerReq
 	if err != nil {
 		return nil, err
 	}
-	rd := func(ctrl, file string) uint64 {
-		b, err := os.ReadFile(filepath.Join(s.cfg.CgroupRoot, ctrl, "hull", c.id, file))
-		if err != nil {
-			return 0
-		}
-		n, _ := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
-		return n
-	}
-	return &agentproto.StatsContainerResponse{
-		MemoryUsageBytes: rd("memory", "memory.usage_in_bytes"),
-		MemoryLimitBytes: rd("memory", "memory.limit_in_bytes"),
-		CpuUsageNs:       rd("cpu,cpuacct", "cpuacct.usage"),
-		PidsCurrent:      rd("pids", "pids.current"),
-	}, nil
+	return s.cgroup(c.id).stats(), nil
 }
 
 // ListProcesses lists the guest PIDs of the container.

@@ -198,8 +198,9 @@ func TestSandboxRunsContainers(t *testing.T) {
 }
 
 // The agent tells the host that the OOM killer ended a container's init
-// process, as a containerd shim needs to report an OOMKilled container.
-// One guest: the cgroup files are the kernel's, and both kernels are 6.1.
+// process, and its stats count the kill, as a containerd shim needs to
+// report an OOMKilled container. One guest: the cgroup files are the
+// kernel's, and both kernels are 6.1.
 func TestOOMKillIsReported(t *testing.T) {
 	requireHost(t)
 	dir := t.TempDir()
@@ -243,6 +244,15 @@ func TestOOMKillIsReported(t *testing.T) {
 	}
 	if exit.Status != 137 || !exit.OomKilled {
 		t.Errorf("init over its memory limit: status %d, oom_killed %v; want 137 and true", exit.Status, exit.OomKilled)
+	}
+	stats, err := guest.StatsContainer(ctx, "oom")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("stats after the kill: %v", stats)
+	if stats.OomKills == 0 || stats.MemoryFailcnt == 0 || stats.MemoryLimitBytes != limit ||
+		stats.MemoryMaxUsageBytes < limit/2 || stats.CpuUserNs+stats.CpuSystemNs == 0 {
+		t.Errorf("stats after an OOM kill under a %d-byte limit: %v", limit, stats)
 	}
 }
 
