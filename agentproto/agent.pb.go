@@ -354,14 +354,29 @@ func (x *UpdateContainerRequest) GetResources() []byte {
 	return nil
 }
 
+// StatsContainerResponse holds the container's cgroup v1 counters; one the
+// guest kernel does not have reads 0.
 type StatsContainerResponse struct {
-	state            protoimpl.MessageState `protogen:"open.v1"`
-	MemoryUsageBytes uint64                 `protobuf:"varint,1,opt,name=memory_usage_bytes,json=memoryUsageBytes,proto3" json:"memory_usage_bytes,omitempty"`
-	MemoryLimitBytes uint64                 `protobuf:"varint,2,opt,name=memory_limit_bytes,json=memoryLimitBytes,proto3" json:"memory_limit_bytes,omitempty"`
-	CpuUsageNs       uint64                 `protobuf:"varint,3,opt,name=cpu_usage_ns,json=cpuUsageNs,proto3" json:"cpu_usage_ns,omitempty"`
-	PidsCurrent      uint64                 `protobuf:"varint,4,opt,name=pids_current,json=pidsCurrent,proto3" json:"pids_current,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	state               protoimpl.MessageState `protogen:"open.v1"`
+	MemoryUsageBytes    uint64                 `protobuf:"varint,1,opt,name=memory_usage_bytes,json=memoryUsageBytes,proto3" json:"memory_usage_bytes,omitempty"`
+	MemoryLimitBytes    uint64                 `protobuf:"varint,2,opt,name=memory_limit_bytes,json=memoryLimitBytes,proto3" json:"memory_limit_bytes,omitempty"`
+	CpuUsageNs          uint64                 `protobuf:"varint,3,opt,name=cpu_usage_ns,json=cpuUsageNs,proto3" json:"cpu_usage_ns,omitempty"`
+	PidsCurrent         uint64                 `protobuf:"varint,4,opt,name=pids_current,json=pidsCurrent,proto3" json:"pids_current,omitempty"`
+	CpuUserNs           uint64                 `protobuf:"varint,5,opt,name=cpu_user_ns,json=cpuUserNs,proto3" json:"cpu_user_ns,omitempty"`
+	CpuSystemNs         uint64                 `protobuf:"varint,6,opt,name=cpu_system_ns,json=cpuSystemNs,proto3" json:"cpu_system_ns,omitempty"`
+	MemoryMaxUsageBytes uint64                 `protobuf:"varint,7,opt,name=memory_max_usage_bytes,json=memoryMaxUsageBytes,proto3" json:"memory_max_usage_bytes,omitempty"`
+	// From memory.stat: total_rss, total_cache, total_inactive_file.
+	MemoryRssBytes          uint64 `protobuf:"varint,8,opt,name=memory_rss_bytes,json=memoryRssBytes,proto3" json:"memory_rss_bytes,omitempty"`
+	MemoryCacheBytes        uint64 `protobuf:"varint,9,opt,name=memory_cache_bytes,json=memoryCacheBytes,proto3" json:"memory_cache_bytes,omitempty"`
+	MemoryInactiveFileBytes uint64 `protobuf:"varint,10,opt,name=memory_inactive_file_bytes,json=memoryInactiveFileBytes,proto3" json:"memory_inactive_file_bytes,omitempty"`
+	// pids_limit is 0 when there is none (pids.max "max").
+	PidsLimit uint64 `protobuf:"varint,11,opt,name=pids_limit,json=pidsLimit,proto3" json:"pids_limit,omitempty"`
+	// memory_failcnt counts the times usage hit the limit.
+	MemoryFailcnt uint64 `protobuf:"varint,12,opt,name=memory_failcnt,json=memoryFailcnt,proto3" json:"memory_failcnt,omitempty"`
+	// oom_kills counts the container's processes the OOM killer killed.
+	OomKills      uint64 `protobuf:"varint,13,opt,name=oom_kills,json=oomKills,proto3" json:"oom_kills,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StatsContainerResponse) Reset() {
@@ -418,6 +433,69 @@ func (x *StatsContainerResponse) GetCpuUsageNs() uint64 {
 func (x *StatsContainerResponse) GetPidsCurrent() uint64 {
 	if x != nil {
 		return x.PidsCurrent
+	}
+	return 0
+}
+
+func (x *StatsContainerResponse) GetCpuUserNs() uint64 {
+	if x != nil {
+		return x.CpuUserNs
+	}
+	return 0
+}
+
+func (x *StatsContainerResponse) GetCpuSystemNs() uint64 {
+	if x != nil {
+		return x.CpuSystemNs
+	}
+	return 0
+}
+
+func (x *StatsContainerResponse) GetMemoryMaxUsageBytes() uint64 {
+	if x != nil {
+		return x.MemoryMaxUsageBytes
+	}
+	return 0
+}
+
+func (x *StatsContainerResponse) GetMemoryRssBytes() uint64 {
+	if x != nil {
+		return x.MemoryRssBytes
+	}
+	return 0
+}
+
+func (x *StatsContainerResponse) GetMemoryCacheBytes() uint64 {
+	if x != nil {
+		return x.MemoryCacheBytes
+	}
+	return 0
+}
+
+func (x *StatsContainerResponse) GetMemoryInactiveFileBytes() uint64 {
+	if x != nil {
+		return x.MemoryInactiveFileBytes
+	}
+	return 0
+}
+
+func (x *StatsContainerResponse) GetPidsLimit() uint64 {
+	if x != nil {
+		return x.PidsLimit
+	}
+	return 0
+}
+
+func (x *StatsContainerResponse) GetMemoryFailcnt() uint64 {
+	if x != nil {
+		return x.MemoryFailcnt
+	}
+	return 0
+}
+
+func (x *StatsContainerResponse) GetOomKills() uint64 {
+	if x != nil {
+		return x.OomKills
 	}
 	return 0
 }
@@ -659,7 +737,11 @@ func (x *SignalProcessRequest) GetAll() bool {
 type WaitProcessResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// status is the exit code, or 128+N when the process died of signal N.
-	Status        int32 `protobuf:"varint,1,opt,name=status,proto3" json:"status,omitempty"`
+	Status int32 `protobuf:"varint,1,opt,name=status,proto3" json:"status,omitempty"`
+	// oom_killed is set for a container's init process when the OOM killer
+	// killed a process of the container (this one or another), as
+	// containerd reports an OOM of the container. Always false for an exec.
+	OomKilled     bool `protobuf:"varint,2,opt,name=oom_killed,json=oomKilled,proto3" json:"oom_killed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -699,6 +781,13 @@ func (x *WaitProcessResponse) GetStatus() int32 {
 		return x.Status
 	}
 	return 0
+}
+
+func (x *WaitProcessResponse) GetOomKilled() bool {
+	if x != nil {
+		return x.OomKilled
+	}
+	return false
 }
 
 type WriteStdinRequest struct {
@@ -1327,13 +1416,24 @@ const file_agent_proto_rawDesc = "" +
 	"\x05force\x18\x02 \x01(\bR\x05force\"Y\n" +
 	"\x16UpdateContainerRequest\x12!\n" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x1c\n" +
-	"\tresources\x18\x02 \x01(\fR\tresources\"\xb9\x01\n" +
+	"\tresources\x18\x02 \x01(\fR\tresources\"\xaa\x04\n" +
 	"\x16StatsContainerResponse\x12,\n" +
 	"\x12memory_usage_bytes\x18\x01 \x01(\x04R\x10memoryUsageBytes\x12,\n" +
 	"\x12memory_limit_bytes\x18\x02 \x01(\x04R\x10memoryLimitBytes\x12 \n" +
 	"\fcpu_usage_ns\x18\x03 \x01(\x04R\n" +
 	"cpuUsageNs\x12!\n" +
-	"\fpids_current\x18\x04 \x01(\x04R\vpidsCurrent\"+\n" +
+	"\fpids_current\x18\x04 \x01(\x04R\vpidsCurrent\x12\x1e\n" +
+	"\vcpu_user_ns\x18\x05 \x01(\x04R\tcpuUserNs\x12\"\n" +
+	"\rcpu_system_ns\x18\x06 \x01(\x04R\vcpuSystemNs\x123\n" +
+	"\x16memory_max_usage_bytes\x18\a \x01(\x04R\x13memoryMaxUsageBytes\x12(\n" +
+	"\x10memory_rss_bytes\x18\b \x01(\x04R\x0ememoryRssBytes\x12,\n" +
+	"\x12memory_cache_bytes\x18\t \x01(\x04R\x10memoryCacheBytes\x12;\n" +
+	"\x1amemory_inactive_file_bytes\x18\n" +
+	" \x01(\x04R\x17memoryInactiveFileBytes\x12\x1d\n" +
+	"\n" +
+	"pids_limit\x18\v \x01(\x04R\tpidsLimit\x12%\n" +
+	"\x0ememory_failcnt\x18\f \x01(\x04R\rmemoryFailcnt\x12\x1b\n" +
+	"\toom_kills\x18\r \x01(\x04R\boomKills\"+\n" +
 	"\x15ListProcessesResponse\x12\x12\n" +
 	"\x04pids\x18\x01 \x03(\x05R\x04pids\"\x80\x01\n" +
 	"\x12ExecProcessRequest\x12!\n" +
@@ -1348,9 +1448,11 @@ const file_agent_proto_rawDesc = "" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x17\n" +
 	"\aexec_id\x18\x02 \x01(\tR\x06execId\x12\x16\n" +
 	"\x06signal\x18\x03 \x01(\rR\x06signal\x12\x10\n" +
-	"\x03all\x18\x04 \x01(\bR\x03all\"-\n" +
+	"\x03all\x18\x04 \x01(\bR\x03all\"L\n" +
 	"\x13WaitProcessResponse\x12\x16\n" +
-	"\x06status\x18\x01 \x01(\x05R\x06status\"c\n" +
+	"\x06status\x18\x01 \x01(\x05R\x06status\x12\x1d\n" +
+	"\n" +
+	"oom_killed\x18\x02 \x01(\bR\toomKilled\"c\n" +
 	"\x11WriteStdinRequest\x12!\n" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x17\n" +
 	"\aexec_id\x18\x02 \x01(\tR\x06execId\x12\x12\n" +

@@ -26,8 +26,10 @@ type process struct {
 	errMu   sync.Mutex
 	stdinMu sync.Mutex
 
-	exited chan struct{}
-	status int
+	// status and oomKilled are set before exited is closed.
+	exited    chan struct{}
+	status    int
+	oomKilled bool
 }
 
 // stdio holds the streams of a process being created, in the shape runc

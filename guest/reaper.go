@@ -112,6 +112,9 @@ func (r *Reaper) Wait(c *exec.Cmd, ec chan runc.Exit) (int, error) {
 	e := <-ec
 	// Let exec.Cmd release its resources (copying goroutines); the process
 	// is already reaped, so its own wait fails with ECHILD, which is fine.
+	// That failed wait leaves the os.Process's pidfd open until a finalizer
+	// closes it: close it now, not one runc call's fd at a time at GC.
 	_ = c.Wait()
+	_ = c.Process.Release()
 	return e.Status, nil
 }

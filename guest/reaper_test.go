@@ -1,6 +1,7 @@
 package guest
 
 import (
+	"os"
 	"os/exec"
 	"testing"
 	"time"
@@ -97,6 +98,12 @@ func TestReaperUnclaimedBounded(t *testing.T) {
 // as go-runc does. The test binary is their parent, so wait4(-1) reaps them
 // without being PID 1.
 func TestReaperProcessMonitor(t *testing.T) {
+	pidfds := openPidfds(t)
+	t.Cleanup(func() {
+		if n := openPidfds(t); n != pidfds {
+			t.Errorf("%d pidfds open after Wait, %d before: Wait leaves them to the GC", n, pidfds)
+		}
+	})
 	tests := []struct {
 		script string
 		want   int
@@ -128,4 +135,20 @@ func TestReaperProcessMonitor(t *testing.T) {
 			}
 		})
 	}
+}
+
+// openPidfds counts the pidfds this process holds, such as os/exec's.
+func openPidfds(t *testing.T) int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range entries {
+		if l, _ := os.Readlink("/proc/self/fd/" + e.Name()); l == "anon_inode:[pidfd]" {
+			n++
+		}
+	}
+	return n
 }

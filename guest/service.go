@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 
@@ -183,7 +182,8 @@ func (s *Service) create(ctx context.Context, c *container, spec *specs.Spec, st
 		sio.close()
 		return nil, runcError(err, c.bundle)
 	}
-	p, err := s.track(pidFile, sio)
+	cg := s.cgroup(c.id)
+	p, err := s.track(pidFile, sio, func() bool { return cg.oomKills() > 0 })
 	if err != nil {
 		_ = c.runc.Delete(context.Background(), c.id, &runc.DeleteOpts{Force: true})
 		return nil, err
@@ -196,8 +196,11 @@ func (s *Service) create(ctx context.Context, c *container, spec *specs.Spec, st
 }
 
 // track reads the PID runc wrote, attaches the streams and starts waiting
-// for the exit.
-func (s *Service) track(pidFile string, sio *stdio) (*process, error) {
+// for the exit. oomKilled, if set, is asked once the process has exited and
+// before any waiter hears of it: for an init process, its container's cgroup
+// is still there then, as only runc delete removes it, which RemoveContainer
+// (but for force) runs only after the exit.
+func (s *Service) track(pidFile string, sio *stdio, oomKilled func() bool) (*process, error) {
 	pid, err := runc.ReadPidFile(pidFile)
 	if err != nil {
 		sio.close()
@@ -212,8 +215,11 @@ func (s *Service) track(pidFile string, sio *stdio) (*process, error) {
 	go func() {
 		e := <-exit
 		p.status = e.Status
+		if oomKilled != nil {
+			p.oomKilled = oomKilled()
+		}
 		close(p.exited)
-		s.cfg.Log.Debug("process exited", "pid", pid, "status", e.Status)
+		s.cfg.Log.Debug("process exited", "pid", pid, "status", e.Status, "oom_killed", p.oomKilled)
 	}()
 	return p, nil
 }
@@ -426,20 +432,7 @@ func (s *Service) StatsContainer(_ context.Context, req *agentproto.ContainerReq
 	if err != nil {
 		return nil, err
 	}
-	rd := func(ctrl, file string) uint64 {
-		b, err := os.ReadFile(filepath.Join(s.cfg.CgroupRoot, ctrl, "hull", c.id, file))
-		if err != nil {
-			return 0
-		}
-		n, _ := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
-		return n
-	}
-	return &agentproto.StatsContainerResponse{
-		MemoryUsageBytes: rd("memory", "memory.usage_in_bytes"),
-		MemoryLimitBytes: rd("memory", "memory.limit_in_bytes"),
-		CpuUsageNs:       rd("cpu,cpuacct", "cpuacct.usage"),
-		PidsCurrent:      rd("pids", "pids.current"),
-	}, nil
+	return s.cgroup(c.id).stats(), nil
 }
 
 // ListProcesses lists the guest PIDs of the container.
@@ -531,7 +524,9 @@ func (s *Service) exec(ctx context.Context, c *container, eid string, proc specs
 		return nil, runcError(err, c.bundle)
 	}
 	defer os.Remove(pidFile)
-	return s.track(pidFile, sio)
+	// An exec has no OOM verdict of its own: the cgroup's count is the
+	// container's, and the exec need not be the process it counts.
+	return s.track(pidFile, sio, nil)
 }
 
 // SignalProcess delivers a signal to a process, or with all to every
@@ -571,7 +566,8 @@ func (s *Service) SignalProcess(ctx context.Context, req *agentproto.SignalProce
 	return &agentproto.Empty{}, nil
 }
 
-// WaitProcess blocks until the process has exited.
+// WaitProcess blocks until the process has exited, and says whether the
+// container met the OOM killer when its init process did.
 func (s *Service) WaitProcess(ctx context.Context, req *agentproto.ProcessRequest) (*agentproto.WaitProcessResponse, error) {
 	_, p, err := s.process(req.ContainerId, req.ExecId)
 	if err != nil {
@@ -582,7 +578,7 @@ func (s *Service) WaitProcess(ctx context.Context, req *agentproto.ProcessReques
 	}
 	select {
 	case <-p.exited:
-		return &agentproto.WaitProcessResponse{Status: int32(p.status)}, nil
+		return &agentproto.WaitProcessResponse{Status: int32(p.status), OomKilled: p.oomKilled}, nil
 	case <-ctx.Done():
 		return nil, status.FromContextError(ctx.Err()).Err()
 	}

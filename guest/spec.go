@@ -52,7 +52,7 @@ func toGuestSpec(s *specs.Spec, id, shareDir string) error {
 	}
 	l := s.Linux
 	l.MountLabel = ""
-	l.CgroupsPath = "/hull/" + id
+	l.CgroupsPath = cgroupsPath(id)
 	var ns []specs.LinuxNamespace
 	for _, n := range l.Namespaces {
 		if n.Type == specs.NetworkNamespace {

@@ -19,8 +19,10 @@ import (
 	"testing"
 	"time"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/hull-runtime/hull/agentproto"
 	"github.com/hull-runtime/hull/pod"
 	"github.com/hull-runtime/hull/tests/fixture"
 )
@@ -58,6 +60,29 @@ func buildDir(t *testing.T) string {
 	return d
 }
 
+// sandboxConfig boots kernel and image (a guest root directory or an
+// initrd) from build under TCG.
+func sandboxConfig(t *testing.T, build, kernel, image, machine, sharedFS string) pod.Config {
+	t.Helper()
+	cfg := pod.DefaultConfig()
+	cfg.Hypervisor.Accel = "tcg"
+	cfg.Hypervisor.Machine = machine
+	cfg.SharedFS.Type = sharedFS
+	cfg.Hypervisor.Kernel = filepath.Join(build, kernel)
+	image = filepath.Join(build, image)
+	if strings.HasSuffix(image, ".img") {
+		cfg.Hypervisor.GuestRoot, cfg.Hypervisor.Initrd = "", image
+	} else {
+		cfg.Hypervisor.GuestRoot = image
+	}
+	for _, f := range []string{cfg.Hypervisor.Kernel, image} {
+		if _, err := os.Stat(f); err != nil {
+			t.Fatalf("guest image missing (run make guest): %v", err)
+		}
+	}
+	return cfg
+}
+
 func requireHost(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
@@ -92,22 +117,7 @@ func TestSandboxRunsContainers(t *testing.T) {
 					t.Errorf("left behind: %v", l)
 				}
 			})
-			cfg := pod.DefaultConfig()
-			cfg.Hypervisor.Accel = "tcg"
-			cfg.Hypervisor.Machine = g.machine
-			cfg.SharedFS.Type = g.sharedFS
-			cfg.Hypervisor.Kernel = filepath.Join(build, g.kernel)
-			image := filepath.Join(build, g.image)
-			if strings.HasSuffix(g.image, ".img") {
-				cfg.Hypervisor.GuestRoot, cfg.Hypervisor.Initrd = "", image
-			} else {
-				cfg.Hypervisor.GuestRoot = image
-			}
-			for _, f := range []string{cfg.Hypervisor.Kernel, image} {
-				if _, err := os.Stat(f); err != nil {
-					t.Fatalf("guest image missing (run make guest): %v", err)
-				}
-			}
+			cfg := sandboxConfig(t, build, g.kernel, g.image, g.machine, g.sharedFS)
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 			defer cancel()
 			sbDir := filepath.Join(dir, "sandbox")
@@ -186,3 +196,64 @@ func TestSandboxRunsContainers(t *testing.T) {
 		})
 	}
 }
+
+// The agent tells the host that the OOM killer ended a container's init
+// process, and its stats count the kill, as a containerd shim needs to
+// report an OOMKilled container. One guest: the cgroup files are the
+// kernel's, and both kernels are 6.1.
+func TestOOMKillIsReported(t *testing.T) {
+	requireHost(t)
+	dir := t.TempDir()
+	t.Cleanup(func() {
+		if l := fixture.Leftovers(dir, 0); len(l) > 0 {
+			t.Errorf("left behind: %v", l)
+		}
+	})
+	g := guests[0]
+	cfg := sandboxConfig(t, buildDir(t), g.kernel, g.image, g.machine, g.sharedFS)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	sb, err := pod.StartSandbox(ctx, pod.SandboxOptions{ID: "sb-oom", Dir: filepath.Join(dir, "sandbox"), Config: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := sb.Stop(context.Background()); err != nil {
+			t.Errorf("stop: %v", err)
+		}
+	}()
+	guest := sb.Guest()
+
+	const limit = 32 << 20
+	spec := fixture.Spec("sh", "-c", "x=a; while :; do x=$x$x; done")
+	spec.Linux.Resources = &specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: ptr(int64(limit))}}
+	if err := guest.CreateContainer(ctx, "oom", newBundle(t, dir), spec, false); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := guest.RemoveContainer(context.Background(), "oom", true); err != nil {
+			t.Errorf("remove: %v", err)
+		}
+	}()
+	if err := guest.StartContainer(ctx, "oom"); err != nil {
+		t.Fatal(err)
+	}
+	exit, err := guest.Agent.WaitProcess(ctx, &agentproto.ProcessRequest{ContainerId: "oom"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if exit.Status != 137 || !exit.OomKilled {
+		t.Errorf("init over its memory limit: status %d, oom_killed %v; want 137 and true", exit.Status, exit.OomKilled)
+	}
+	stats, err := guest.StatsContainer(ctx, "oom")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("stats after the kill: %v", stats)
+	if stats.OomKills == 0 || stats.MemoryFailcnt == 0 || stats.MemoryLimitBytes != limit ||
+		stats.MemoryMaxUsageBytes < limit/2 || stats.CpuUserNs+stats.CpuSystemNs == 0 {
+		t.Errorf("stats after an OOM kill under a %d-byte limit: %v", limit, stats)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
