@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sort"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -14,14 +15,48 @@ import (
 	"github.com/hull-runtime/hull/pod"
 )
 
-// load reads a container's state with its status brought up to date.
+// load reads a container's state with its status brought up to date. A
+// container the containerd shim runs is ErrShimOwned.
 func (r *Runtime) load(id string) (*ContainerState, error) {
 	st, err := r.Store.Load(id)
 	if err != nil {
-		return nil, err
+		return nil, r.shimOwned(id, err)
 	}
 	refresh(st)
 	return st, nil
+}
+
+// shimRecord finds the record of a container the containerd shim runs.
+func (r *Runtime) shimRecord(id string) (pod.Record, bool) {
+	if r.ShimRoot == "" {
+		return pod.Record{}, false
+	}
+	for _, rec := range pod.ShimRecords(r.ShimRoot) {
+		if rec.ID == id {
+			return rec, true
+		}
+	}
+	return pod.Record{}, false
+}
+
+// shimOwned turns a container that is not in the store into ErrShimOwned
+// when the containerd shim runs it; other errors pass.
+func (r *Runtime) shimOwned(id string, err error) error {
+	if !errors.Is(err, pod.ErrNotFound) {
+		return err
+	}
+	if rec, ok := r.shimRecord(id); ok {
+		return fmt.Errorf("%w: %s runs %s (containerd namespace %q): change it through containerd (ctr, crictl)",
+			ErrShimOwned, rec.Frontend, id, rec.Namespace)
+	}
+	return err
+}
+
+// fromRecord is the state `list` and `state` show of a shim's container.
+func fromRecord(rec pod.Record) *ContainerState {
+	return &ContainerState{ID: rec.ID, Bundle: rec.Bundle, Rootfs: pod.InBundle(rec.Bundle, "rootfs"), SandboxID: rec.Sandbox,
+		Status: rec.Status, Created: rec.Created, Owner: rec.Owner, Annotations: rec.Annotations,
+		Proxy: pod.ProcessRef{PID: rec.PID}, Frontend: rec.Frontend}
 }
 
 // lockAndLoad takes a container's lock and reads its state. A container
@@ -30,7 +65,7 @@ func (r *Runtime) load(id string) (*ContainerState, error) {
 func (r *Runtime) lockAndLoad(id string) (*ContainerState, func(), error) {
 	unlock, err := r.Store.Lock(id)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, r.shimOwned(id, err)
 	}
 	st, err := r.load(id)
 	if errors.Is(err, pod.ErrNotFound) {
@@ -76,13 +111,18 @@ func (r *Runtime) transition(id string, op pod.Op, do func(*ContainerState, *pod
 // State returns the OCI state of a container.
 func (r *Runtime) State(id string) (specs.State, *ContainerState, error) {
 	st, err := r.load(id)
+	if errors.Is(err, ErrShimOwned) {
+		rec, _ := r.shimRecord(id)
+		st, err = fromRecord(rec), nil
+	}
 	if err != nil {
 		return specs.State{}, nil, err
 	}
 	return OCIState(st), st, nil
 }
 
-// List returns every container's state, sorted by ID.
+// List returns every container's state, sorted by ID: the CLI's own and
+// the containerd shim's (read-only to the CLI).
 func (r *Runtime) List() ([]*ContainerState, error) {
 	ids, err := r.Store.IDs()
 	if err != nil {
@@ -99,6 +139,12 @@ func (r *Runtime) List() ([]*ContainerState, error) {
 			continue
 		}
 		out = append(out, st)
+	}
+	if r.ShimRoot != "" {
+		for _, rec := range pod.ShimRecords(r.ShimRoot) {
+			out = append(out, fromRecord(rec))
+		}
+		sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	}
 	return out, nil
 }

@@ -29,6 +29,9 @@ type Runtime struct {
 	// --config, --log, --debug).
 	ChildArgs []string
 	Log       *slog.Logger
+	// ShimRoot is the containerd shim's state root, whose containers
+	// list and state show too ("" for none).
+	ShimRoot string
 }
 
 // Hidden subcommands that run a sandbox monitor and a process proxy.

@@ -25,6 +25,9 @@ var (
 	ErrExists      = errors.New("container already exists")
 	ErrInvalidID   = errors.New("invalid container id")
 	ErrSandboxGone = errors.New("sandbox is not running")
+	// ErrShimOwned is a container the containerd shim runs: the CLI shows
+	// it, and leaves it alone.
+	ErrShimOwned = errors.New("container is not the CLI's")
 )
 
 // ContainerState is what hull keeps on disk for one container.
@@ -48,6 +51,9 @@ type ContainerState struct {
 	// NetNS is the network namespace the container's proxy lives in: its
 	// sandbox's.
 	NetNS string `json:"netns,omitempty"`
+	// Frontend names who runs a container that is not the CLI's (the
+	// containerd shim); "" for the CLI's own.
+	Frontend string `json:"frontend,omitempty"`
 }
 
 // Store keeps container state under a root directory (--root):

@@ -74,7 +74,7 @@ func RelayExit(ctx context.Context, agent agentproto.AgentService, cid, eid stri
 		// The agent may forget the exec now; nothing more will be read.
 		_, _ = agent.CloseProcess(context.WithoutCancel(ctx), &agentproto.ProcessRequest{ContainerId: cid, ExecId: eid})
 	}
-	return Exit{Status: int(resp.Status)}, nil
+	return Exit{Status: int(resp.Status), OOMKilled: resp.OomKilled}, nil
 }
 
 func pumpOut(ctx context.Context, read func(context.Context, *agentproto.ReadStreamRequest) (*agentproto.ReadStreamResponse, error), cid, eid string, w io.Writer) {

@@ -131,6 +131,9 @@ func cleanupPod(dir string, log *slog.Logger) error {
 		}
 	}
 	errs = append(errs, os.RemoveAll(dir))
+	// The namespace's directory goes with its last pod; a pod being made
+	// there meanwhile keeps it (ENOTEMPTY).
+	_ = os.Remove(filepath.Dir(dir))
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("clean up pod %s: %w", st.ID, err)
 	}

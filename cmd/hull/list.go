@@ -45,10 +45,10 @@ var listCommand = &cli.Command{
 			fmt.Fprintln(out, string(b))
 		case "table":
 			w := tabwriter.NewWriter(out, 12, 1, 3, ' ', 0)
-			fmt.Fprint(w, "ID\tPID\tSTATUS\tBUNDLE\tCREATED\tOWNER\n")
+			fmt.Fprint(w, "ID\tPID\tSTATUS\tBUNDLE\tCREATED\tOWNER\tSANDBOX\n")
 			for _, st := range all {
 				s := toJSONState(st)
-				fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%s\t%s\n", s.ID, s.PID, s.Status, s.Bundle, s.Created.Format(time.RFC3339Nano), s.Owner)
+				fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%s\t%s\t%s\n", s.ID, s.PID, s.Status, s.Bundle, s.Created.Format(time.RFC3339Nano), s.Owner, s.Sandbox)
 			}
 			return w.Flush()
 		default:

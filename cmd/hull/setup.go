@@ -84,7 +84,8 @@ func newRuntime(c *cli.Context, quiet bool) (*ocicli.Runtime, error) {
 	if c.Bool("debug") {
 		child = append(child, "--debug")
 	}
-	return &ocicli.Runtime{Store: &ocicli.Store{Root: root}, Config: cfg, Self: self, ChildArgs: child, Log: logger(c, quiet)}, nil
+	return &ocicli.Runtime{Store: &ocicli.Store{Root: root}, Config: cfg, Self: self, ChildArgs: child, Log: logger(c, quiet),
+		ShimRoot: pod.ShimRoot(os.Getenv(pod.ShimRootEnv))}, nil
 }
 
 // fail reports err as runc does: one line on stderr and, with --log, an

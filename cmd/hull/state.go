@@ -21,12 +21,17 @@ type containerState struct {
 	Created     time.Time         `json:"created"`
 	Annotations map[string]string `json:"annotations,omitempty"`
 	Owner       string            `json:"owner"`
+	// Sandbox is the container's pod VM; Frontend who runs it when it is
+	// not this CLI (the containerd shim).
+	Sandbox  string `json:"sandbox"`
+	Frontend string `json:"frontend,omitempty"`
 }
 
 func toJSONState(st *ocicli.ContainerState) containerState {
 	oci := ocicli.OCIState(st)
 	return containerState{OCIVersion: oci.Version, ID: st.ID, PID: oci.Pid, Status: string(oci.Status), Bundle: st.Bundle,
-		Rootfs: st.Rootfs, Created: st.Created, Annotations: st.Annotations, Owner: st.Owner}
+		Rootfs: st.Rootfs, Created: st.Created, Annotations: st.Annotations, Owner: st.Owner,
+		Sandbox: st.SandboxID, Frontend: st.Frontend}
 }
 
 var stateCommand = &cli.Command{
