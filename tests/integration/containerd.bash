@@ -9,7 +9,8 @@
 #            installs)
 #   hull-v2  hull's own shim, runtime_type io.containerd.hull.v2
 #            (containerd-shim-hull-v2 from $BUILD), given DIR/hull.toml as
-#            its options' ConfigPath
+#            its options' ConfigPath, with its state under DIR/shim-root
+#            (HULL_SHIM_ROOT)
 #
 # Both handlers run hull with DIR/hull.toml (write_config's, unless the
 # suite wrote its own there first). Load helpers.bash first (REPO, BUILD,
@@ -42,7 +43,7 @@ start_containerd() {
   local dir=$1 version=$2 bindir path
   bindir=$(containerd_bindir "$version") || return 1
   [ -x "$bindir/containerd" ] || { echo "start_containerd: $bindir/containerd missing" >&2; return 1; }
-  mkdir -p "$dir/cni" "$dir/hull-root"
+  mkdir -p "$dir/cni" "$dir/hull-root" "$dir/shim-root"
   [ -f "$dir/hull.toml" ] || write_config "$dir/hull.toml"
   _containerd_cni_config "$dir" > "$dir/cni/10-hull.conflist"
   case $version in
@@ -50,9 +51,10 @@ start_containerd() {
     2) _containerd_config_v3 "$dir" > "$dir/containerd.toml"; path=$BUILD:$bindir:$PATH ;;
   esac
   echo "$version" > "$dir/containerd.version"
-  # HULL_CONFIG reaches hull through the runc shim (the hull handler);
-  # containerd-shim-hull-v2 has its ConfigPath.
-  PATH=$path HULL_CONFIG=$dir/hull.toml \
+  # containerd passes its environment on to its shims: HULL_CONFIG reaches
+  # hull through the runc shim (containerd-shim-hull-v2 has its ConfigPath),
+  # HULL_SHIM_ROOT moves containerd-shim-hull-v2's state from /run/hull-shim.
+  PATH=$path HULL_CONFIG=$dir/hull.toml HULL_SHIM_ROOT=$dir/shim-root \
     "$bindir/containerd" --config "$dir/containerd.toml" >"$dir/containerd.log" 2>&1 &
   echo $! > "$dir/containerd.pid"
   local _
