@@ -2,8 +2,30 @@
 # Sets a node up for the hull RuntimeClass: installs hull (binaries, guest,
 # configuration) from this checkout and configures whichever of CRI-O and
 # containerd is present. Idempotent: running it twice changes nothing more.
+#
+# usage: node-setup.sh [--containerd-handler runc-shim|shim]
+#   runc-shim  containerd's runc v2 shim runs hull as its BinaryName
+#              (the default)
+#   shim       hull's own shim, containerd-shim-hull-v2
+#              (io.containerd.hull.v2)
+# Either is the containerd handler `hull`; README, "With containerd", says
+# which to choose. CRI-O has only the first kind (conmon runs hull).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+usage() { sed -n '/^# usage:/,/^set /{/^set /d; s/^# \{0,1\}//; p}' "$0" >&2; exit 2; }
+handler=runc-shim
+while [ $# -gt 0 ]; do
+  case $1 in
+    --containerd-handler) [ $# -ge 2 ] || usage; handler=$2; shift 2 ;;
+    --containerd-handler=*) handler=${1#*=}; shift ;;
+    *) usage ;;
+  esac
+done
+case $handler in
+  runc-shim) snippet=deploy/containerd-hull ;;
+  shim) snippet=deploy/containerd-hull-shim ;;
+  *) usage ;;
+esac
 [ "$(id -u)" = 0 ] || { echo "node-setup: run as root" >&2; exit 1; }
 make install
 mkdir -p /etc/hull
@@ -13,15 +35,38 @@ if [ -d /etc/crio ]; then
   echo "node-setup: CRI-O configured; restart crio to load the hull handler"
 fi
 if [ -f /etc/containerd/config.toml ]; then
-  # containerd merges imported files into its config: no editing of tables.
-  install -D -m 0644 deploy/containerd-hull.toml /etc/containerd/conf.d/hull.toml
-  if ! grep -q '^imports' /etc/containerd/config.toml; then
-    sed -i '1i imports = ["/etc/containerd/conf.d/*.toml"]' /etc/containerd/config.toml
-  elif ! grep -q 'conf.d/\*.toml\|conf.d/hull.toml' /etc/containerd/config.toml; then
-    echo "node-setup: add /etc/containerd/conf.d/hull.toml to the imports of /etc/containerd/config.toml" >&2
+  config=/etc/containerd/config.toml
+  if [ "$handler" = shim ] && [ ! -x /usr/local/bin/containerd-shim-hull-v2 ]; then
+    echo "node-setup: make install put no /usr/local/bin/containerd-shim-hull-v2" >&2
     exit 1
   fi
-  echo "node-setup: containerd configured; restart containerd to load the hull handler"
+  # An imported file must say the same config version as config.toml:
+  # under a version 3 config.toml, containerd 2 drops a version 2 file's
+  # CRI tables with no more than a warning in its log.
+  version=$(sed -n 's/^version *= *\([0-9]*\).*/\1/p' "$config" | head -n1)
+  case $version in
+    2) snippet=$snippet.toml ;;
+    3) snippet=$snippet.config3.toml ;;
+    *) echo "node-setup: $config says version = ${version:-(none)}; hull's snippets are for versions 2 and 3" >&2; exit 1 ;;
+  esac
+  # containerd merges imported files into its config: no editing of tables.
+  install -D -m 0644 "$snippet" /etc/containerd/conf.d/hull.toml
+  if ! grep -q '^imports' "$config"; then
+    sed -i '1i imports = ["/etc/containerd/conf.d/*.toml"]' "$config"
+  elif ! grep -q 'conf.d/\*.toml\|conf.d/hull.toml' "$config"; then
+    echo "node-setup: add /etc/containerd/conf.d/hull.toml to the imports of $config" >&2
+    exit 1
+  fi
+  # containerd 1.x, unlike 2.x, replaces config.toml's whole CRI section
+  # with the imported file's.
+  ctrd=
+  if command -v containerd >/dev/null; then ctrd=$(containerd --version | awk '{print $3}'); fi
+  ctrd=${ctrd#v}
+  if [ "${ctrd%%.*}" = 1 ] && grep -q '^ *\[plugins\."io\.containerd\.grpc\.v1\.cri"' "$config"; then
+    echo "node-setup: containerd $ctrd takes the CRI plugin's section from conf.d/hull.toml alone:" >&2
+    echo "node-setup: copy what $config sets under [plugins.\"io.containerd.grpc.v1.cri\"] into it" >&2
+  fi
+  echo "node-setup: containerd configured ($handler, $snippet); restart containerd to load the hull handler"
 fi
 hull check
 echo "node-setup: now kubectl apply -f deploy/runtimeclass.yaml"

@@ -24,5 +24,8 @@ fi
 if ! command -v crictl >/dev/null 2>&1; then
   GOBIN=/usr/local/bin GOFLAGS='' go install sigs.k8s.io/cri-tools/cmd/crictl@v1.37.0
 fi
+# containerd 2.x beside Debian's 1.6 for the CRI suites (not packaged in
+# Debian 12): built once from the Go module proxy, then cached.
+bash "$(dirname "$0")/containerd2.sh" >/dev/null
 # The unprivileged user QEMU runs as (hypervisor.qemu_user).
 bash "$(dirname "$0")/qemu-user.sh"

@@ -1,0 +1,163 @@
+# A private containerd for the CRI suites: Debian 12's containerd 1.6
+# (config version 2) or containerd 2.x as scripts/containerd2.sh builds it
+# (config version 3), with its own root, state, socket and CNI config under
+# one directory and three CRI runtime handlers:
+#
+#   runc     the default: containerd's runc shim running runc
+#   hull     containerd's runc shim running hull as its BinaryName, with
+#            its state under DIR/hull-root (what deploy/containerd-hull.toml
+#            installs)
+#   hull-v2  hull's own shim, runtime_type io.containerd.hull.v2
+#            (containerd-shim-hull-v2 from $BUILD), given DIR/hull.toml as
+#            its options' ConfigPath, with its state under DIR/shim-root
+#            (HULL_SHIM_ROOT)
+#
+# Both handlers run hull with DIR/hull.toml (write_config's, unless the
+# suite wrote its own there first). Load helpers.bash first (REPO, BUILD,
+# HULL_BIN, write_config, stop_daemon):
+#
+#   load helpers
+#   load containerd
+#
+# The CNI network is cri-containerd.bats's (bridge hullcri0, 10.88.99.0/24):
+# one of these containerds at a time on a host.
+
+# containerd_bindir VERSION prints the directory holding containerd, ctr and
+# containerd-shim-runc-v2 of that major version: 1 is Debian's 1.6, 2 is
+# containerd 2.x from the cache (built there first if missing).
+containerd_bindir() {
+  case $1 in
+    1) echo /usr/bin ;;
+    2) bash "$REPO/scripts/containerd2.sh" ;;
+    *) echo "containerd_bindir: version 1 or 2, not '$1'" >&2; return 1 ;;
+  esac
+}
+
+# start_containerd DIR VERSION starts containerd VERSION (1 or 2) in the
+# background with its config, root, state, socket (DIR/containerd.sock), log
+# (DIR/containerd.log) and CNI config under DIR; its PID goes to
+# DIR/containerd.pid (stop_containerd DIR). $BUILD comes first on its PATH,
+# so that it runs the containerd-shim-hull-v2 built there; containerd 2's
+# own runc shim comes next, before Debian's 1.6 one.
+start_containerd() {
+  local dir=$1 version=$2 bindir path
+  bindir=$(containerd_bindir "$version") || return 1
+  [ -x "$bindir/containerd" ] || { echo "start_containerd: $bindir/containerd missing" >&2; return 1; }
+  mkdir -p "$dir/cni" "$dir/hull-root" "$dir/shim-root"
+  [ -f "$dir/hull.toml" ] || write_config "$dir/hull.toml"
+  _containerd_cni_config "$dir" > "$dir/cni/10-hull.conflist"
+  case $version in
+    1) _containerd_config_v2 "$dir" > "$dir/containerd.toml"; path=$BUILD:$PATH ;;
+    2) _containerd_config_v3 "$dir" > "$dir/containerd.toml"; path=$BUILD:$bindir:$PATH ;;
+  esac
+  echo "$version" > "$dir/containerd.version"
+  # containerd passes its environment on to its shims: HULL_CONFIG reaches
+  # hull through the runc shim (containerd-shim-hull-v2 has its ConfigPath),
+  # HULL_SHIM_ROOT moves containerd-shim-hull-v2's state from /run/hull-shim.
+  PATH=$path HULL_CONFIG=$dir/hull.toml HULL_SHIM_ROOT=$dir/shim-root \
+    "$bindir/containerd" --config "$dir/containerd.toml" >"$dir/containerd.log" 2>&1 &
+  echo $! > "$dir/containerd.pid"
+  local _
+  for _ in $(seq 1 100); do
+    [ -S "$dir/containerd.sock" ] && return 0
+    kill -0 "$(cat "$dir/containerd.pid")" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "start_containerd: no $dir/containerd.sock; containerd's log:" >&2
+  tail -n 20 "$dir/containerd.log" >&2
+  return 1
+}
+
+# stop_containerd DIR stops the containerd start_containerd DIR started
+# (SIGKILL after 10 s).
+stop_containerd() {
+  stop_daemon "$1/containerd.pid" 10
+}
+
+# containerd_ctr DIR ARGS... runs the ctr of DIR's containerd version
+# against its socket, e.g. containerd_ctr "$C" -n k8s.io images import X.
+containerd_ctr() {
+  local dir=$1 bindir; shift
+  bindir=$(containerd_bindir "$(cat "$dir/containerd.version")") || return 1
+  "$bindir/ctr" -a "$dir/containerd.sock" "$@"
+}
+
+_containerd_cni_config() {
+  cat <<JSON
+{"cniVersion": "1.0.0", "name": "hullnet", "plugins": [
+  {"type": "bridge", "bridge": "hullcri0", "isGateway": true, "ipMasq": false,
+   "ipam": {"type": "host-local", "dataDir": "$1/cni-ipam", "ranges": [[{"subnet": "10.88.99.0/24"}]], "routes": [{"dst": "0.0.0.0/0"}]}},
+  {"type": "portmap", "capabilities": {"portMappings": true}}]}
+JSON
+}
+
+# containerd 1.6/1.7: every CRI setting under the one CRI plugin.
+_containerd_config_v2() {
+  local dir=$1 cri='plugins."io.containerd.grpc.v1.cri"'
+  cat <<TOML
+version = 2
+root = "$dir/root"
+state = "$dir/state"
+[grpc]
+  address = "$dir/containerd.sock"
+[$cri]
+  sandbox_image = "docker.io/library/hull-pause:latest"
+  restrict_oom_score_adj = true
+  [$cri.containerd]
+    snapshotter = "native"
+    default_runtime_name = "runc"
+    [$cri.containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+    [$cri.containerd.runtimes.hull]
+      runtime_type = "io.containerd.runc.v2"
+      [$cri.containerd.runtimes.hull.options]
+        BinaryName = "$HULL_BIN"
+        Root = "$dir/hull-root"
+    [$cri.containerd.runtimes.hull-v2]
+      runtime_type = "io.containerd.hull.v2"
+      [$cri.containerd.runtimes.hull-v2.options]
+        ConfigPath = "$dir/hull.toml"
+  [$cri.cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "$dir/cni"
+TOML
+}
+
+# containerd 2.x: the CRI plugin split in two, images (snapshotter, sandbox
+# image) and runtime (handlers, CNI, OOM score); bin_dir became bin_dirs in
+# 2.1. NRI, on by default in 2.x, would listen on the host-wide
+# /var/run/nri/nri.sock: off.
+_containerd_config_v3() {
+  local dir=$1 images='plugins."io.containerd.cri.v1.images"' runtime='plugins."io.containerd.cri.v1.runtime"'
+  cat <<TOML
+version = 3
+root = "$dir/root"
+state = "$dir/state"
+[grpc]
+  address = "$dir/containerd.sock"
+[plugins."io.containerd.nri.v1.nri"]
+  disable = true
+[$images]
+  snapshotter = "native"
+  [$images.pinned_images]
+    sandbox = "docker.io/library/hull-pause:latest"
+[$runtime]
+  restrict_oom_score_adj = true
+  [$runtime.containerd]
+    default_runtime_name = "runc"
+    [$runtime.containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+    [$runtime.containerd.runtimes.hull]
+      runtime_type = "io.containerd.runc.v2"
+      [$runtime.containerd.runtimes.hull.options]
+        BinaryName = "$HULL_BIN"
+        Root = "$dir/hull-root"
+    [$runtime.containerd.runtimes.hull-v2]
+      runtime_type = "io.containerd.hull.v2"
+      [$runtime.containerd.runtimes.hull-v2.options]
+        ConfigPath = "$dir/hull.toml"
+  [$runtime.cni]
+    bin_dirs = ["/usr/lib/cni"]
+    conf_dir = "$dir/cni"
+TOML
+}
