@@ -23,6 +23,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/hull-runtime/hull/agentproto"
+	"github.com/hull-runtime/hull/internal/atomicfile"
 	"github.com/hull-runtime/hull/pod"
 )
 
@@ -140,8 +141,7 @@ func start(a Args, env Env, layout Layout) error {
 		if !listening(sock) {
 			return fmt.Errorf("start %s: pod %s has no shim", a.ID, sid)
 		}
-		fmt.Fprint(env.Stdout, "unix://"+sock)
-		return nil
+		return printAddress(a, env, sock)
 	}
 	if listening(sock) {
 		return fmt.Errorf("start %s: pod %s already has a shim", a.ID, sid)
@@ -190,8 +190,19 @@ func start(a Args, env Env, layout Layout) error {
 		return fmt.Errorf("start %s: spawn shim: %w", a.ID, err)
 	}
 	_ = cmd.Process.Release()
-	fmt.Fprint(env.Stdout, "unix://"+sock)
-	return nil
+	return printAddress(a, env, sock)
+}
+
+// printAddress tells containerd where the task's shim serves, on stdout and
+// in the bundle's "address" file, which containerd reads to reconnect to
+// its shims after a restart.
+func printAddress(a Args, env Env, sock string) error {
+	addr := "unix://" + sock
+	if err := atomicfile.Write(filepath.Join(a.Bundle, "address"), []byte(addr), 0o600); err != nil {
+		return fmt.Errorf("start %s: %w", a.ID, err)
+	}
+	_, err := fmt.Fprint(env.Stdout, addr)
+	return err
 }
 
 func listening(sock string) bool {

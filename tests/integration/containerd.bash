@@ -161,3 +161,47 @@ state = "$dir/state"
     conf_dir = "$dir/cni"
 TOML
 }
+
+# shim_leaks DIR prints what containerd-shim-hull-v2 left of start_containerd
+# DIR's tasks: tasks and containers, shims, QEMU and virtiofsd, mounts
+# (containerd's own snapshots aside), pod state and sockets, ctr's cgroups.
+shim_leaks() {
+  local dir=$1
+  containerd_ctr "$dir" task ls -q | sed 's/^/task /'
+  containerd_ctr "$dir" containers ls -q | sed 's/^/container /'
+  pgrep -fa -- "containerd-shim-hull-v2 .*$dir" | sed 's/^/shim /'
+  pgrep -fa -- "(qemu-system|virtiofsd).*$dir" | cut -c1-120 | sed 's/^/process /'
+  grep -F -- "$dir/" /proc/self/mountinfo | grep -v -- "$dir/root/" | awk '{print "mount " $5}'
+  find "$dir/shim-root" -mindepth 1 -not -path "$dir/shim-root/s" 2>/dev/null | sed 's/^/state /'
+  find "$dir/shim-root/s" -mindepth 1 2>/dev/null | sed 's/^/socket /'
+  # ctr puts a container in /<namespace>/<id>.
+  find /sys/fs/cgroup/memory/default -mindepth 1 -maxdepth 1 -type d -newer "$dir/containerd.toml" 2>/dev/null | sed 's/^/cgroup /'
+  true
+}
+
+# shim_teardown DIR fails if a test left something (shim_leaks), after
+# removing what it left.
+shim_teardown() {
+  local dir=$1 left t
+  left=$(shim_leaks "$dir")
+  [ -n "$left" ] || return 0
+  echo "LEAKED:" >&2; echo "$left" >&2
+  for t in $(containerd_ctr "$dir" task ls -q 2>/dev/null); do
+    containerd_ctr "$dir" task kill -s KILL "$t" >/dev/null 2>&1 || true
+    containerd_ctr "$dir" task delete -f "$t" >/dev/null 2>&1 || true
+  done
+  for t in $(containerd_ctr "$dir" containers ls -q 2>/dev/null); do containerd_ctr "$dir" containers rm "$t" >/dev/null 2>&1 || true; done
+  return 1
+}
+
+# import_busybox DIR: a busybox image, docker.io/library/hull-busybox:latest,
+# in DIR's containerd (namespace default, or $2).
+import_busybox() {
+  local dir=$1 ns=${2:-default} rootfs=$1/img a
+  mkdir -p "$rootfs"/{bin,etc,tmp,proc,sys,dev,www}
+  cp /bin/busybox "$rootfs/bin/busybox"
+  for a in $(/bin/busybox --list); do [ "$a" = busybox ] || ln -sf busybox "$rootfs/bin/$a"; done
+  echo "hello from the pod" > "$rootfs/www/index.html"
+  "$REPO/tests/integration/mkimage.sh" "$rootfs" hull-busybox "$dir/busybox.tar" sh
+  containerd_ctr "$dir" -n "$ns" images import "$dir/busybox.tar" >/dev/null
+}

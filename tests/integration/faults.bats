@@ -6,9 +6,35 @@
 bats_require_minimum_version 1.5.0 # run ! and run -N
 
 load helpers
+load containerd
 
 setup() { setup_hull; }
-teardown() { teardown_hull; }
+teardown() {
+  local rc=0
+  if [ -f "$T/ctrd/containerd.pid" ]; then
+    shim_teardown "$T/ctrd" || rc=1
+    stop_containerd "$T/ctrd"
+  fi
+  teardown_hull || rc=1
+  return "$rc"
+}
+
+# The containerd shim's faults run on a private containerd under $T.
+RT=io.containerd.hull.v2
+IMG=docker.io/library/hull-busybox:latest
+sc() { containerd_ctr "$T/ctrd" "$@"; }
+shim_containerd() {
+  mkdir -p "$T/ctrd"
+  cp "$HULL_CONFIG" "$T/ctrd/hull.toml"
+  start_containerd "$T/ctrd" "${HULL_CONTAINERD:-1}"
+  import_busybox "$T/ctrd"
+}
+# wait_task ID STATUS: until ctr lists the task in that status, 20 s at most.
+wait_task() {
+  for _ in $(seq 1 100); do sc task ls | grep -Eq "^$1 .*$2" && return 0; sleep 0.2; done
+  sc task ls >&2
+  return 1
+}
 
 # sandbox_info ID FIELD: a field of the sandbox's published info.
 sandbox_info() { jq -r ".$2" "$ROOT"/sandboxes/*/sandbox.json | head -1; }
@@ -316,4 +342,64 @@ virtiofsd_fds() {
   [ "$status" -eq 0 ]
   [[ "$output" == *"initrd-hull.img ("* ]]
   [[ "$output" == *"guest agent matches hull"* ]]
+}
+
+@test "containerd restarted while the shim's container runs: it keeps running, containerd reconnects to the shim" {
+  shim_containerd
+  sc run -d --runtime "$RT" "$IMG" r1 sh -c 'trap "exit 0" TERM; while :; do sleep 1; done'
+  qemu=$(pgrep -f "qemu-system.*$T")
+  shim=$(pgrep -f "containerd-shim-hull-v2 .*$T")
+  stop_containerd "$T/ctrd"
+  [ "$(pgrep -f "containerd-shim-hull-v2 .*$T")" = "$shim" ]
+  start_containerd "$T/ctrd" "${HULL_CONTAINERD:-1}"
+  wait_task r1 RUNNING
+  run sc task exec --exec-id e1 r1 echo back
+  [ "$output" = back ]
+  [ "$(pgrep -f "qemu-system.*$T")" = "$qemu" ]
+  # Its exit still reaches the new containerd, as an event.
+  sc task kill r1
+  wait_task r1 STOPPED
+  run sc task delete r1
+  [ "$status" -eq 0 ]
+  sc containers rm r1
+}
+
+@test "the shim killed with SIGKILL: its QEMU goes, containerd's delete leaves nothing" {
+  shim_containerd
+  sc run -d --runtime "$RT" "$IMG" k1 sleep 600
+  qemu=$(pgrep -f "qemu-system.*$T")
+  kill -9 "$(pgrep -f "containerd-shim-hull-v2 .*$T")"
+  for _ in $(seq 1 100); do exited "$qemu" && break; sleep 0.1; done
+  exited "$qemu"
+  # containerd sees its shim gone and runs `containerd-shim-hull-v2 delete`,
+  # which undoes the pod; the task is then stopped, or gone.
+  for _ in $(seq 1 100); do sc task ls | grep -q '^k1 .*RUNNING' || break; sleep 0.2; done
+  sc task delete k1 >/dev/null 2>&1 || true
+  sc containers rm k1
+  [ -z "$(shim_leaks "$T/ctrd")" ]
+}
+
+@test "QEMU killed: every container of the pod gets a TaskExit with a non-zero status, the pod is removed cleanly" {
+  shim_containerd
+  sandbox=(--annotation io.kubernetes.cri.container-type=sandbox --annotation io.kubernetes.cri.sandbox-id=p1)
+  app=(--annotation io.kubernetes.cri.container-type=container --annotation io.kubernetes.cri.sandbox-id=p1)
+  sc run -d --runtime "$RT" "${sandbox[@]}" "$IMG" p1 sleep 600
+  sc run -d --runtime "$RT" "${app[@]}" "$IMG" a1 sleep 600
+  # One pod: one shim, one QEMU.
+  [ "$(pgrep -fc "containerd-shim-hull-v2 .*$T")" = 1 ]
+  [ "$(pgrep -fc "qemu-system.*$T")" = 1 ]
+  sc events > "$T/events" &
+  events=$!
+  kill -9 "$(pgrep -f "qemu-system.*$T")"
+  wait_task a1 STOPPED
+  wait_task p1 STOPPED
+  for _ in $(seq 1 50); do [ "$(grep -c '/tasks/exit' "$T/events")" -ge 2 ] && break; sleep 0.2; done
+  kill "$events"
+  for id in p1 a1; do
+    grep "/tasks/exit" "$T/events" | grep "\"container_id\":\"$id\"" | grep -q '"exit_status":255'
+  done
+  for id in a1 p1; do
+    sc task delete "$id" >/dev/null
+    sc containers rm "$id"
+  done
 }

@@ -13,12 +13,7 @@ setup_file() {
   start_containerd "$C" "${HULL_CONTAINERD:-1}"
   CTR="$(containerd_bindir "${HULL_CONTAINERD:-1}")/ctr -a $C/containerd.sock"
   export CTR
-  local rootfs=$C/img
-  mkdir -p "$rootfs"/{bin,etc,tmp,proc,sys,dev}
-  cp /bin/busybox "$rootfs/bin/busybox"
-  for a in $(/bin/busybox --list); do [ "$a" = busybox ] || ln -sf busybox "$rootfs/bin/$a"; done
-  "$REPO/tests/integration/mkimage.sh" "$rootfs" hull-busybox "$C/busybox.tar" sh
-  c images import "$C/busybox.tar" >/dev/null
+  import_busybox "$C"
 }
 
 teardown_file() {
@@ -28,35 +23,12 @@ teardown_file() {
   rm -rf "$C"
 }
 
-teardown() {
-  local left
-  left=$(shim_leaks)
-  if [ -n "$left" ]; then
-    echo "LEAKED:" >&2; echo "$left" >&2
-    for t in $(c task ls -q 2>/dev/null); do c task kill -s KILL "$t" >/dev/null 2>&1 || true; c task delete -f "$t" >/dev/null 2>&1 || true; done
-    for t in $(c containers ls -q 2>/dev/null); do c containers rm "$t" >/dev/null 2>&1 || true; done
-    return 1
-  fi
-}
+teardown() { shim_teardown "$C"; }
 
 c() { containerd_ctr "$C" "$@"; }
 
 IMG=docker.io/library/hull-busybox:latest
 RT=io.containerd.hull.v2
-
-# shim_leaks prints what the shim path left: tasks, shims, QEMU, virtiofsd,
-# mounts, pod state, cgroups, network namespaces.
-shim_leaks() {
-  c task ls -q | sed 's/^/task /'
-  c containers ls -q | sed 's/^/container /'
-  pgrep -fa -- "containerd-shim-hull-v2 .*$C" | sed 's/^/shim /'
-  pgrep -fa -- "(qemu-system|virtiofsd).*$C" | cut -c1-120 | sed 's/^/process /'
-  grep -F -- "$C/" /proc/self/mountinfo | grep -v -- "$C/root/" | awk '{print "mount " $5}'
-  find "$C/shim-root" -mindepth 1 -not -path "$C/shim-root/s" 2>/dev/null | sed 's/^/state /'
-  find "$C/shim-root/s" -mindepth 1 2>/dev/null | sed 's/^/socket /'
-  find /sys/fs/cgroup/*/default -mindepth 1 -maxdepth 1 -type d -name 'shim-*' 2>/dev/null | sed 's/^/cgroup /'
-  true
-}
 
 @test "ctr run: the container runs in a VM, with its exit code" {
   run c run --runtime "$RT" --rm "$IMG" shim-k uname -r
