@@ -21,6 +21,15 @@ results=$(mktemp)
 trap 'rm -f "$results"' EXIT
 rc=0
 bats tests/integration/*.bats | tee "$results" || rc=$?
+# The CRI suite again through hull's containerd shim (handler hull-v2), and
+# the containerd suites on containerd 2.x (scripts/containerd2.sh, cached).
+echo "== integration: the CRI suite through containerd-shim-hull-v2"
+HULL_CRI_HANDLER=hull-v2 bats tests/integration/cri-containerd.bats | tee -a "$results" || rc=$?
+echo "== integration: containerd 2.x, both handlers"
+HULL_CONTAINERD=2 bats tests/integration/shim.bats | tee -a "$results" || rc=$?
+for handler in hull hull-v2; do
+  HULL_CONTAINERD=2 HULL_CRI_HANDLER=$handler bats tests/integration/cri-containerd.bats | tee -a "$results" || rc=$?
+done
 # The suites above share containers over hull's default shared_fs; the CLI
 # and CRI suites and the share's confinement tests run again over the other
 # one (helpers.bash's write_config reads HULL_SHARED_FS).
@@ -32,7 +41,7 @@ case $default_fs in
 esac
 echo "== integration: bats suites again over $other_fs"
 export HULL_SHARED_FS=$other_fs
-bats tests/integration/cli.bats tests/integration/cri-containerd.bats | tee -a "$results" || rc=$?
+bats tests/integration/cli.bats tests/integration/cri-containerd.bats tests/integration/shim.bats | tee -a "$results" || rc=$?
 share_tests=$(mktemp)
 trap 'rm -f "$results" "$share_tests"' EXIT
 bats -f '^(symlinks planted|the guest sees only the share)' tests/integration/faults.bats | tee "$share_tests" || rc=$?
