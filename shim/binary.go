@@ -2,6 +2,7 @@ package shim
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	taskapi "github.com/containerd/containerd/api/runtime/task/v2"
+	apitypes "github.com/containerd/containerd/api/types"
 	"github.com/containerd/ttrpc"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -69,11 +71,38 @@ func ParseArgs(argv []string, stderr io.Writer) (Args, bool, error) {
 	fs.BoolVar(&a.Debug, "debug", false, "debug logs")
 	fs.StringVar(&a.ConfigPath, "config", "", "hull configuration file")
 	version := fs.Bool("v", false, "print the version")
+	info := fs.Bool("info", false, "print the runtime's information (containerd 2.x asks)")
 	if err := fs.Parse(argv); err != nil {
 		return a, false, err
 	}
 	a.Action = fs.Arg(0)
+	if *info {
+		a.Action = infoAction
+	}
 	return a, *version, nil
+}
+
+// infoAction is `-info`, which containerd 2.x runs for its introspection.
+const infoAction = "-info"
+
+// featuresTypeURL is how containerd names the OCI features document.
+const featuresTypeURL = "types.containerd.io/opencontainers/runtime-spec/1/features/Features"
+
+// runtimeInfo prints the runtime's name, version and OCI features as
+// containerd's RuntimeInfo message.
+func runtimeInfo(env Env) error {
+	f, err := json.Marshal(pod.Features())
+	if err != nil {
+		return err
+	}
+	b, err := proto.Marshal(&apitypes.RuntimeInfo{Name: "io.containerd.hull.v2",
+		Version:  &apitypes.RuntimeVersion{Version: env.Version},
+		Features: &anypb.Any{TypeUrl: featuresTypeURL, Value: f}})
+	if err != nil {
+		return err
+	}
+	_, err = env.Stdout.Write(b)
+	return err
 }
 
 // Main runs a shim command and returns its exit code.
@@ -97,6 +126,8 @@ func Main(argv []string, env Env) int {
 		err = deleteAction(a, env, layout)
 	case serveAction:
 		err = serve(a, env, layout)
+	case infoAction:
+		err = runtimeInfo(env)
 	default:
 		err = fmt.Errorf("unknown action %q: want start or delete", a.Action)
 	}

@@ -172,7 +172,7 @@ shim_leaks() {
   pgrep -fa -- "containerd-shim-hull-v2 .*$dir" | sed 's/^/shim /'
   pgrep -fa -- "(qemu-system|virtiofsd).*$dir" | cut -c1-120 | sed 's/^/process /'
   grep -F -- "$dir/" /proc/self/mountinfo | grep -v -- "$dir/root/" | awk '{print "mount " $5}'
-  find "$dir/shim-root" -mindepth 1 -not -path "$dir/shim-root/s" 2>/dev/null | sed 's/^/state /'
+  find "$dir/shim-root" -mindepth 1 -maxdepth 3 -not -path "$dir/shim-root/s" 2>/dev/null | sed 's/^/state /'
   find "$dir/shim-root/s" -mindepth 1 2>/dev/null | sed 's/^/socket /'
   # ctr puts a container in /<namespace>/<id>.
   find /sys/fs/cgroup/memory/default -mindepth 1 -maxdepth 1 -type d -newer "$dir/containerd.toml" 2>/dev/null | sed 's/^/cgroup /'

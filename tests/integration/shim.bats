@@ -3,6 +3,8 @@
 # root, the shim found on its PATH, `ctr run --runtime io.containerd.hull.v2`.
 # HULL_CONTAINERD picks containerd 1 (Debian's 1.6, the default) or 2.
 
+bats_require_minimum_version 1.5.0 # run --separate-stderr
+
 load helpers
 load containerd
 
@@ -31,7 +33,7 @@ IMG=docker.io/library/hull-busybox:latest
 RT=io.containerd.hull.v2
 
 @test "ctr run: the container runs in a VM, with its exit code" {
-  run c run --runtime "$RT" --rm "$IMG" shim-k uname -r
+  run --separate-stderr c run --runtime "$RT" --rm "$IMG" shim-k uname -r
   [ "$status" -eq 0 ]
   [ -n "$output" ]
   [ "$output" != "$(uname -r)" ]
@@ -42,7 +44,8 @@ RT=io.containerd.hull.v2
 }
 
 @test "a tty: the process sees a terminal of the size ctr gives it" {
-  run script -qec "stty rows 33 cols 111; $CTR run -t --runtime $RT --rm $IMG shim-t sh -c 'tty; stty size'" /dev/null
+  # ctr resizes the terminal once the task has started: wait for it.
+  run script -qec "stty rows 33 cols 111; $CTR run -t --runtime $RT --rm $IMG shim-t sh -c 'tty; for i in \$(seq 50); do s=\$(stty size); [ \"\$s\" != \"0 0\" ] && break; sleep 0.1; done; echo \$s'" /dev/null
   [ "$status" -eq 0 ]
   [[ "$output" == */dev/pts/* ]]
   [[ "$output" == *"33 111"* ]]
@@ -50,20 +53,20 @@ RT=io.containerd.hull.v2
 
 @test "exec with and without stdin, exit codes, ps, metrics, pause, resume, kill" {
   c run -d --runtime "$RT" "$IMG" shim-d sh -c 'trap "exit 0" TERM; while :; do sleep 1; done' >/dev/null
-  run c task exec --exec-id e1 shim-d uname -r
+  run --separate-stderr c task exec --exec-id e1 shim-d uname -r
   [ "$status" -eq 0 ]
   [ "$output" != "$(uname -r)" ]
-  run bash -c "printf 'line one\nline two\n' | $CTR task exec --exec-id e2 shim-d sh -c 'cat; echo done'"
+  run bash -c "printf 'line one\nline two\n' | $CTR task exec --exec-id e2 shim-d sh -c 'cat; echo done' 2>$C/e2.err"
   [ "$status" -eq 0 ]
   [ "$output" = "$(printf 'line one\nline two\ndone')" ]
   run c task exec --exec-id e3 shim-d sh -c 'exit 7'
   [ "$status" -eq 7 ]
   # ps: the guest's PIDs of the container's processes.
-  run c task ps shim-d
+  run --separate-stderr c task ps shim-d
   [ "$status" -eq 0 ]
   [ "${#lines[@]}" -ge 2 ]
   # metrics: the guest cgroup's counters.
-  run c task metrics --format json shim-d
+  run --separate-stderr c task metrics --format json shim-d
   [ "$status" -eq 0 ]
   mem=$(jq -r '.memory.usage.usage // .memory.usage' <<<"$output")
   pids=$(jq -r '.pids.current' <<<"$output")
@@ -72,15 +75,15 @@ RT=io.containerd.hull.v2
   [ "$pids" -ge 1 ]
   [ "$cpu" -gt 0 ]
   c task pause shim-d
-  run c task ls
+  run --separate-stderr c task ls
   [[ "$output" == *shim-d*PAUSED* ]]
   c task resume shim-d
-  run c task ls
+  run --separate-stderr c task ls
   [[ "$output" == *shim-d*RUNNING* ]]
   # SIGTERM, which the container traps: it exits 0.
   c task kill shim-d
   for _ in $(seq 1 50); do c task ls | grep -q 'shim-d.*STOPPED' && break; sleep 0.2; done
-  run c task ls
+  run --separate-stderr c task ls
   [[ "$output" == *shim-d*STOPPED* ]]
   run c task delete shim-d
   [ "$status" -eq 0 ]
@@ -130,7 +133,7 @@ RT=io.containerd.hull.v2
     [ "$status" -ne 0 ]
     [[ "$output" == *"containerd-shim-hull-v2 runs shim-l1"* ]]
   done
-  run c task ls
+  run --separate-stderr c task ls
   [[ "$output" == *shim-l1*RUNNING* ]]
   for t in shim-l1 shim-l2; do
     c task kill -s KILL "$t"
