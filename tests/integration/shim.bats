@@ -103,6 +103,7 @@ RT=io.containerd.hull.v2
 @test "a container over its memory limit is OOM-killed: exit 137 and a TaskOOM event" {
   c events > "$C/events.log" &
   ev=$!
+  # shellcheck disable=SC2016 # $x expands in the guest
   run c run --runtime "$RT" --rm --memory-limit 33554432 "$IMG" shim-oom sh -c 'x=a; while :; do x=$x$x; done'
   kill "$ev"
   [ "$status" -eq 137 ]
