@@ -47,19 +47,26 @@ type ttrpcPublisher struct {
 	address, namespace string
 	log                *slog.Logger
 	queue              chan *types.Envelope
-	done               chan struct{}
-	closeOnce          sync.Once
+	// stop asks run to send what is queued and end; done says it has.
+	stop      chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
 
 	client *ttrpc.Client
 }
 
+// closeWait bounds how long Close waits for queued events to reach a
+// containerd that may be gone.
+const closeWait = 10 * time.Second
+
 func newPublisher(address, namespace string, log *slog.Logger) *ttrpcPublisher {
 	p := &ttrpcPublisher{address: strings.TrimPrefix(address, "unix://"), namespace: namespace, log: log,
-		queue: make(chan *types.Envelope, 256), done: make(chan struct{})}
+		queue: make(chan *types.Envelope, 256), stop: make(chan struct{}), done: make(chan struct{})}
 	go p.run()
 	return p
 }
 
+// Publish queues an event; after Close it is dropped.
 func (p *ttrpcPublisher) Publish(topic string, event proto.Message) {
 	b, err := proto.Marshal(event)
 	if err != nil {
@@ -70,14 +77,19 @@ func (p *ttrpcPublisher) Publish(topic string, event proto.Message) {
 		Event: &anypb.Any{TypeUrl: string(event.ProtoReflect().Descriptor().FullName()), Value: b}}
 	select {
 	case p.queue <- env:
-	case <-p.done:
+	case <-p.stop:
+		p.log.Warn("event after close dropped", "topic", topic)
 	}
 }
 
-// Close sends what is queued (within publishRetry) and stops.
+// Close sends what is queued, waiting closeWait at most, and stops.
 func (p *ttrpcPublisher) Close() {
-	p.closeOnce.Do(func() { close(p.queue) })
-	<-p.done
+	p.closeOnce.Do(func() { close(p.stop) })
+	select {
+	case <-p.done:
+	case <-time.After(closeWait):
+		p.log.Warn("events still queued at exit")
+	}
 }
 
 func (p *ttrpcPublisher) run() {
@@ -87,20 +99,38 @@ func (p *ttrpcPublisher) run() {
 			p.client.Close()
 		}
 	}()
-	for env := range p.queue {
-		deadline := time.Now().Add(publishRetry)
-		for backoff := 50 * time.Millisecond; ; backoff = min(2*backoff, 2*time.Second) {
-			err := p.forward(env)
-			if err == nil {
-				break
+	for {
+		select {
+		case env := <-p.queue:
+			p.send(env)
+		case <-p.stop:
+			for {
+				select {
+				case env := <-p.queue:
+					p.send(env)
+				default:
+					return
+				}
 			}
-			if time.Now().After(deadline) {
-				p.log.Error("event lost", "topic", env.Topic, "err", err)
-				break
-			}
-			p.log.Debug("event: containerd away, retrying", "topic", env.Topic, "err", err)
-			time.Sleep(backoff)
 		}
+	}
+}
+
+// send forwards one event, retrying while containerd is away (a restart)
+// for publishRetry at most.
+func (p *ttrpcPublisher) send(env *types.Envelope) {
+	deadline := time.Now().Add(publishRetry)
+	for backoff := 50 * time.Millisecond; ; backoff = min(2*backoff, 2*time.Second) {
+		err := p.forward(env)
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			p.log.Error("event lost", "topic", env.Topic, "err", err)
+			return
+		}
+		p.log.Debug("event: containerd away, retrying", "topic", env.Topic, "err", err)
+		time.Sleep(backoff)
 	}
 }
 
