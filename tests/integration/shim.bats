@@ -145,3 +145,16 @@ RT=io.containerd.hull.v2
   run "$HULL_BIN" --root "$C/hull-root" list -q
   [ -z "$output" ]
 }
+
+@test "the runtime options' ConfigPath selects the hull configuration" {
+  # The same configuration but for the guest's memory: 384 MiB, not 256.
+  sed 's/^default_memory = .*/default_memory = 384/' "$C/hull.toml" > "$C/hull-384.toml"
+  grep -q '^default_memory = 384' "$C/hull-384.toml"
+  run --separate-stderr c run --runtime "$RT" --runtime-config-path "$C/hull-384.toml" --rm "$IMG" shim-cfg sh -c 'grep MemTotal /proc/meminfo'
+  [ "$status" -eq 0 ]
+  kib=$(awk '{print $2}' <<<"$output")
+  [ "$kib" -gt $((300 * 1024)) ]
+  run --separate-stderr c run --runtime "$RT" --rm "$IMG" shim-cfg sh -c 'grep MemTotal /proc/meminfo'
+  kib=$(awk '{print $2}' <<<"$output")
+  [ "$kib" -lt $((256 * 1024)) ]
+}
