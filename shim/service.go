@@ -278,7 +278,9 @@ func (s *Service) startSandbox(ctx context.Context, req *taskapi.CreateTaskReque
 	s.state.Shim = self
 	defer func() {
 		if err != nil {
-			_ = leaveCgroup()
+			if s.state.Cgroup != "" {
+				_ = leaveCgroup()
+			}
 			_ = cleanupPod(s.dir, s.o.Log)
 		}
 	}()
@@ -600,6 +602,7 @@ func (s *Service) Delete(ctx context.Context, req *taskapi.DeleteRequest) (*task
 func (s *Service) stopSandbox() {
 	s.mu.Lock()
 	sb := s.sb
+	joined := s.state.Cgroup != ""
 	already := s.stopped
 	s.stopped = true
 	s.mu.Unlock()
@@ -611,8 +614,10 @@ func (s *Service) stopSandbox() {
 			s.o.Log.Error("stop sandbox", "pod", s.o.ID, "err", err)
 		}
 	}
-	if err := leaveCgroup(); err != nil {
-		s.o.Log.Warn("leave pod cgroup", "pod", s.o.ID, "err", err)
+	if joined {
+		if err := leaveCgroup(); err != nil {
+			s.o.Log.Warn("leave pod cgroup", "pod", s.o.ID, "err", err)
+		}
 	}
 	if err := cleanupPod(s.dir, s.o.Log); err != nil {
 		s.o.Log.Error("clean up pod", "pod", s.o.ID, "err", err)
@@ -626,7 +631,7 @@ func (s *Service) isStopped() bool {
 }
 
 // leaveCgroup moves the shim back to the root cgroup, so that the pod's
-// cgroup can be removed.
+// cgroup, which it joined, can be removed.
 func leaveCgroup() error { return pod.JoinCgroup("/") }
 
 // Kill signals a process, or with all every process of the container.
