@@ -76,27 +76,44 @@ func CreateNetNS(path string) error {
 		return fmt.Errorf("create netns: %w", err)
 	}
 	f.Close()
-	errc := make(chan error, 1)
-	go func() {
-		// The thread ends up in the new namespace: lock it and never
-		// unlock, so the Go runtime throws it away when we return.
-		runtime.LockOSThread()
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("unshare netns: %w", err)
-			return
-		}
+	err = inNewNetNS(func() error {
 		src := "/proc/self/task/" + strconv.Itoa(unix.Gettid()) + "/ns/net"
 		if err := unix.Mount(src, path, "", unix.MS_BIND, ""); err != nil {
-			errc <- fmt.Errorf("pin netns at %s: %w", path, err)
-			return
+			return fmt.Errorf("pin netns at %s: %w", path, err)
 		}
-		errc <- nil
-	}()
-	if err := <-errc; err != nil {
+		return nil
+	})
+	if err != nil {
 		os.Remove(path)
 		return err
 	}
 	return nil
+}
+
+// inNewNetNS runs f on an OS thread in a new network namespace, then
+// returns the thread to where it was. A thread left in the new namespace
+// would be the process's main thread at times, which the Go runtime keeps
+// when its goroutine ends: /proc/self/ns/net would name the new namespace
+// from then on, and IsHostNetNS take it for the host's.
+func inNewNetNS(f func() error) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		return fmt.Errorf("current netns: %w", err)
+	}
+	defer orig.Close()
+	if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+		return fmt.Errorf("unshare netns: %w", err)
+	}
+	ferr := f()
+	if err := netns.Set(orig); err != nil {
+		// Stuck in the new namespace: keep the thread locked so the
+		// runtime retires it instead of reusing it.
+		runtime.LockOSThread()
+		return fmt.Errorf("leave new netns: %w", err)
+	}
+	return ferr
 }
 
 // RemoveNetNS unpins a namespace made by CreateNetNS.
