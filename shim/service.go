@@ -87,7 +87,11 @@ type process struct {
 	spec     *specs.Process // an exec's
 	pipes    *pipes
 	started  bool
+	// startMu is held by Start until the process's start is announced:
+	// the relay takes it before it reports the exit.
+	startMu sync.Mutex
 
+	// exited closes once the exit is recorded and announced.
 	exited   chan struct{}
 	exitCode uint32
 	exitedAt time.Time
@@ -404,8 +408,10 @@ func (s *Service) watch(sb *pod.Sandbox) {
 }
 
 // relay carries a process's streams until it ends, then records its exit
-// and tells containerd (an OOM kill first, as the CRI expects it before the
-// exit it caused).
+// and tells containerd: after the start (a process can end before Start
+// has announced it), an OOM kill first (the CRI expects it before the exit
+// it caused), and before Wait and Delete return (a TaskDelete after the
+// TaskExit).
 func (s *Service) relay(c *container, p *process) {
 	exit, err := pod.RelayExit(context.Background(), s.guest.Agent, p.cid, p.eid, p.pipes.Stdio)
 	p.pipes.Close()
@@ -415,9 +421,10 @@ func (s *Service) relay(c *container, p *process) {
 		s.o.Log.Warn("process lost", "container", p.cid, "exec", p.eid, "err", err)
 		code = 255
 	}
+	p.startMu.Lock()
+	defer p.startMu.Unlock()
 	s.mu.Lock()
 	p.exitCode, p.exitedAt = code, time.Now()
-	close(p.exited)
 	if p.eid == "" {
 		c.status = task.Status_STOPPED
 		c.record.Status = pod.Stopped
@@ -433,6 +440,7 @@ func (s *Service) relay(c *container, p *process) {
 	}
 	s.o.Publisher.Publish(topicExit, &eventstypes.TaskExit{ContainerID: p.cid, ID: id, Pid: s.taskPID(),
 		ExitStatus: code, ExitedAt: timestamppb.New(p.exitedAt)})
+	close(p.exited)
 }
 
 // Start starts a created container's init process, or an added exec.
@@ -441,6 +449,8 @@ func (s *Service) Start(ctx context.Context, req *taskapi.StartRequest) (*taskap
 	if err != nil {
 		return nil, err
 	}
+	p.startMu.Lock()
+	defer p.startMu.Unlock()
 	if req.ExecID == "" {
 		s.mu.Lock()
 		st := c.status

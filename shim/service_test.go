@@ -398,8 +398,32 @@ func TestServiceOOMBeforeExit(t *testing.T) {
 	wantExit(t, ev[1], "sb", "sb", 137)
 }
 
+func TestServiceWaitReturnsOnceTheExitIsAnnounced(t *testing.T) {
+	p := newTestPod(t)
+	p.pub.slow = map[string]time.Duration{topicExit: 100 * time.Millisecond}
+	p.create(t, "sb", true, "pause")
+	p.start(t, "sb", "")
+	p.pub.expect(t, topicStart)
+	p.guest.exit("sb", "", 0, false)
+	p.wait(t, "sb", "")
+	// containerd deletes the task once Wait returns: its TaskDelete must
+	// not overtake the TaskExit.
+	select {
+	case e := <-p.pub.events:
+		wantExit(t, e, "sb", "sb", 0)
+	default:
+		t.Fatal("Wait returned before the exit was announced")
+	}
+	if _, err := p.delete("sb", ""); err != nil {
+		t.Fatal(err)
+	}
+	p.pub.expect(t, topicDelete)
+}
+
 func TestServiceDeleteOfCreatedContainer(t *testing.T) {
 	p := newTestPod(t)
+	// A slow exit event must still come before the delete's.
+	p.pub.slow = map[string]time.Duration{topicExit: 50 * time.Millisecond}
 	p.create(t, "sb", true, "pause")
 	// containerd deletes a task it never started (a failed start, a
 	// cancelled run): the guest's process is killed, its exit reported
@@ -439,4 +463,35 @@ func TestServiceShutdownKeepsAPodWithContainers(t *testing.T) {
 	}
 	// The container went with the VM.
 	wantExit(t, p.pub.expect(t, topicExit)[0], "sb", "sb", 255)
+}
+
+func TestServiceProcessThatExitsAsItStarts(t *testing.T) {
+	p := newTestPod(t)
+	p.create(t, "sb", true, "true")
+	// The guest reports the exit before it answers the start, as a
+	// process as short as true can do.
+	exited := make(chan event, 1)
+	p.guest.mu.Lock()
+	p.guest.onStart = func(cid string) {
+		p.guest.exit(cid, "", 0, false)
+		select {
+		case e := <-p.pub.events:
+			exited <- e // the shim published the exit before the start
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
+	p.guest.mu.Unlock()
+	p.start(t, "sb", "")
+	var ev []event
+	select {
+	case e := <-exited:
+		ev = append(ev, e)
+	default:
+	}
+	for len(ev) < 2 {
+		ev = append(ev, p.pub.next(t))
+	}
+	if ev[0].topic != topicStart || ev[1].topic != topicExit {
+		t.Fatalf("events %s, %s: containerd must see the start before the exit", ev[0].topic, ev[1].topic)
+	}
 }
