@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -103,7 +104,11 @@ func (p *testPod) bundle(t *testing.T, id string, sandbox bool, args ...string) 
 // create creates container id with no streams, and checks its TaskCreate.
 func (p *testPod) create(t *testing.T, id string, sandbox bool, args ...string) {
 	t.Helper()
-	bundle := p.bundle(t, id, sandbox, args...)
+	p.createIn(t, id, p.bundle(t, id, sandbox, args...))
+}
+
+func (p *testPod) createIn(t *testing.T, id, bundle string) {
+	t.Helper()
 	resp, err := p.svc.Create(context.Background(), &taskapi.CreateTaskRequest{ID: id, Bundle: bundle})
 	if err != nil {
 		t.Fatalf("create %s: %v", id, err)
@@ -493,5 +498,70 @@ func TestServiceProcessThatExitsAsItStarts(t *testing.T) {
 	}
 	if ev[0].topic != topicStart || ev[1].topic != topicExit {
 		t.Fatalf("events %s, %s: containerd must see the start before the exit", ev[0].topic, ev[1].topic)
+	}
+}
+
+// editSpec rewrites the spec of a bundle.
+func editSpec(t *testing.T, bundle string, edit func(*specs.Spec)) {
+	t.Helper()
+	path := filepath.Join(bundle, "config.json")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var spec specs.Spec
+	if err := json.Unmarshal(b, &spec); err != nil {
+		t.Fatal(err)
+	}
+	edit(&spec)
+	if b, err = json.Marshal(&spec); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func setNetNS(path string) func(*specs.Spec) {
+	return func(s *specs.Spec) {
+		s.Annotations = nil // a lone container, as ctr run makes
+		for i, n := range s.Linux.Namespaces {
+			if n.Type == specs.NetworkNamespace {
+				s.Linux.Namespaces[i].Path = path
+			}
+		}
+	}
+}
+
+func TestServiceNetworkNamespaces(t *testing.T) {
+	p := newTestPod(t)
+	ctx := context.Background()
+	podDir := p.svc.o.Layout.PodDir("default", "sb")
+
+	// The host's network: its interfaces are not the VM's to take.
+	bundle := p.bundle(t, "sb", true, "sh")
+	editSpec(t, bundle, setNetNS("/proc/self/ns/net"))
+	_, err := p.svc.Create(ctx, &taskapi.CreateTaskRequest{ID: "sb", Bundle: bundle})
+	if err == nil || !strings.Contains(err.Error(), pod.ErrHostNetwork.Error()) {
+		t.Fatalf("create in the host's network namespace: %v, want %v", err, pod.ErrHostNetwork)
+	}
+	if _, err := os.Stat(podDir); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a failed create left the pod directory: %v", err)
+	}
+
+	// A network namespace without a path: the shim makes one for the pod,
+	// and removes it with the pod.
+	editSpec(t, bundle, setNetNS(""))
+	p.createIn(t, "sb", bundle)
+	netns := filepath.Join(podDir, netnsFile)
+	if pod.IsHostNetNS(netns) {
+		t.Fatalf("the namespace the shim made, %s, is taken for the host's", netns)
+	}
+	if _, err := p.delete("sb", ""); err != nil {
+		t.Fatal(err)
+	}
+	p.pub.expect(t, topicExit, topicDelete)
+	if _, err := os.Stat(netns); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the pod's network namespace outlived it: %v", err)
 	}
 }
