@@ -206,4 +206,8 @@ func TestPublisherCloseSendsWhatIsQueued(t *testing.T) {
 	default:
 		t.Fatal("Close returned before the queued event was sent")
 	}
+	// A relay that ends after the shim stopped publishing: dropped, not a
+	// panic.
+	pub.Publish(topicExit, &eventstypes.TaskExit{ContainerID: "late"})
+	pub.Close()
 }
