@@ -488,7 +488,9 @@ func (s *Service) Start(ctx context.Context, req *taskapi.StartRequest) (*taskap
 			pipes.Close()
 			return err
 		}
+		s.mu.Lock()
 		p.pipes = pipes
+		s.mu.Unlock()
 		return nil
 	}()
 	if err != nil {
@@ -519,16 +521,20 @@ func (s *Service) Exec(ctx context.Context, req *taskapi.ExecProcessRequest) (*e
 		ps.Terminal = req.Terminal
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if c.status != task.Status_RUNNING {
+		s.mu.Unlock()
 		return nil, errPrecondition("exec %s in %s: container is %s", req.ExecID, req.ID, strings.ToLower(c.status.String()))
 	}
 	if _, ok := c.execs[req.ExecID]; ok {
+		s.mu.Unlock()
 		return nil, status.Errorf(codes.AlreadyExists, "exec %s in %s already exists", req.ExecID, req.ID)
 	}
 	p := newProcess(req.ID, req.ExecID, stdioPaths{req.Stdin, req.Stdout, req.Stderr, req.Terminal})
 	p.spec = &ps
 	c.execs[req.ExecID] = p
+	// Sent without the lock: a publisher waiting on an absent containerd
+	// must not hold up every other request.
+	s.mu.Unlock()
 	s.o.Publisher.Publish(topicExecAdded, &eventstypes.TaskExecAdded{ContainerID: req.ID, ExecID: req.ExecID})
 	return &emptypb.Empty{}, nil
 }
@@ -650,7 +656,10 @@ func (s *Service) Kill(ctx context.Context, req *taskapi.KillRequest) (*emptypb.
 	if err != nil {
 		return nil, err
 	}
-	if req.ExecID != "" && !p.started {
+	s.mu.Lock()
+	started := p.started
+	s.mu.Unlock()
+	if req.ExecID != "" && !started {
 		return nil, errPrecondition("kill exec %s of %s: it has not started", req.ExecID, req.ID)
 	}
 	if p.hasExited() {
@@ -792,8 +801,11 @@ func (s *Service) CloseIO(ctx context.Context, req *taskapi.CloseIORequest) (*em
 	if err != nil {
 		return nil, err
 	}
-	if req.Stdin && p.pipes != nil && p.pipes.stdin != nil {
-		p.pipes.stdin.CloseInput()
+	s.mu.Lock()
+	pipes := p.pipes
+	s.mu.Unlock()
+	if req.Stdin && pipes != nil && pipes.stdin != nil {
+		pipes.stdin.CloseInput()
 	}
 	return &emptypb.Empty{}, nil
 }
