@@ -89,12 +89,18 @@ func (b *bench) hull(dir string, memMiB int, sharedFS string) (runtimeCLI, error
 		return runtimeCLI{}, err
 	}
 	conf := filepath.Join(dir, "hull.toml")
-	toml := fmt.Sprintf("[hypervisor]\naccel = \"tcg\"\nkernel = %q\nguest_root = %q\ndefault_memory = %d\n\n[shared_fs]\ntype = %q\n",
-		b.file(tunedKernel), b.file(tunedImage), memMiB, sharedFS)
-	if err := os.WriteFile(conf, []byte(toml), 0o600); err != nil {
+	if err := b.writeHullConfig(conf, memMiB, sharedFS); err != nil {
 		return runtimeCLI{}, err
 	}
 	return runtimeCLI{bin: b.file("hull"), root: filepath.Join(dir, "root"), env: []string{"HULL_CONFIG=" + conf}, log: filepath.Join(dir, "hull.log")}, nil
+}
+
+// writeHullConfig writes a hull configuration to path: tcg, the built
+// kernel and guest root, memMiB of guest memory, the share over sharedFS.
+func (b *bench) writeHullConfig(path string, memMiB int, sharedFS string) error {
+	toml := fmt.Sprintf("[hypervisor]\naccel = \"tcg\"\nkernel = %q\nguest_root = %q\ndefault_memory = %d\n\n[shared_fs]\ntype = %q\n",
+		b.file(tunedKernel), b.file(tunedImage), memMiB, sharedFS)
+	return os.WriteFile(path, []byte(toml), 0o600)
 }
 
 // cli times state, list and ps of one running `sleep 600` container, hull's
