@@ -1,11 +1,12 @@
 // Command bench measures hull's start-up time, host CLI latency, memory per
-// sandbox and shared file system (9p, virtio-fs) throughput against floors
-// measured in the same run (a raw QEMU boot of the same kernel, runc, the
-// host file system), and writes results/latest.{md,csv} and the start-up
-// chart results/startup.png.
+// sandbox, a CRI pod's start-up and memory through containerd, and shared
+// file system (9p, virtio-fs) throughput against floors measured in the same
+// run (a raw QEMU boot of the same kernel, runc, the hull CLI behind
+// containerd's runc shim, the host file system), and writes
+// results/latest.{md,csv} and the start-up chart results/startup.png.
 //
-// It needs root, QEMU, runc and the images in build/ (`make`). Run it with
-// `make bench`.
+// It needs root, QEMU, runc, containerd, crictl and the images in build/
+// (`make`). Run it with `make bench`.
 package main
 
 import (
@@ -41,7 +42,7 @@ type bench struct {
 	notes []string
 }
 
-var allCases = []string{"boot", "cli", "memory", "fs"}
+var allCases = []string{"boot", "cli", "memory", "pod", "fs"}
 
 func main() {
 	out := flag.String("out", "results", "directory for latest.md, latest.csv and startup.png")
@@ -96,7 +97,7 @@ func run(out string, n int, build string, cases []string) error {
 		return err
 	}
 	steps := map[string]func(context.Context) error{
-		"boot": b.boot, "cli": b.cli, "memory": b.memory, "fs": b.sharedFS,
+		"boot": b.boot, "cli": b.cli, "memory": b.memory, "pod": b.pods, "fs": b.sharedFS,
 	}
 	for _, c := range allCases {
 		if !slices.Contains(cases, c) {

@@ -34,6 +34,8 @@ var measures = []measure{
 	{"idle_pss_mib", "MiB", "pss_one_total", "", "<=60"},
 	{"idle_pss_mib_9p", "MiB", "pss_9p_total", "", "<=60"},
 	{"idle_pss_mib_virtiofs", "MiB", "pss_virtiofs_total", "", "<=60"},
+	{"shim_pod_ready_vs_cli_pod_ready", "ms", "pod_ready_shim", "pod_ready_cli", "<=0.8"},
+	{"shim_pod_pss_vs_cli_pod_pss", "MiB", "pod_pss_shim", "pod_pss_cli", "<=0.9"},
 	{"9p_seq_read_vs_host", "MiB/s", "9p_read_guest", "9p_read_host", ">=0.5"},
 	{"virtiofs_seq_read_vs_host", "MiB/s", "virtiofs_read_guest", "virtiofs_read_host", ">=0.5"},
 	{"raw_boot_hull_devices_vs_raw_boot", "ms", "raw_boot_tuned_devices", "raw_boot_tuned", ""},
@@ -163,6 +165,9 @@ func (b *bench) report(out string, took time.Duration) error {
 	}
 	if pss := b.pssTable(); pss != "" {
 		md.WriteString("\n## Idle sandbox memory by process\n\n" + pss)
+	}
+	if pods := b.podTable(); pods != "" {
+		md.WriteString("\n## A pod through containerd's CRI, by handler\n\n" + pods)
 	}
 	md.WriteString("\n## How each measure is taken\n\n")
 	for _, n := range b.notes {
