@@ -91,10 +91,8 @@ func (b *bench) pods(ctx context.Context) error {
 		}
 	}
 	for i := range b.n {
-		for _, p := range podPaths {
-			if err := b.measurePod(ctx, h, p, fmt.Sprintf("%s%d", p.key, i)); err != nil {
-				return fmt.Errorf("%s: %w", p.handler, err)
-			}
+		if err := b.podPair(ctx, h, i); err != nil {
+			return err
 		}
 		log.Printf("  rep %d: ready %.0f ms (shim) vs %.0f ms (cli), PSS %.1f vs %.1f MiB", i+1,
 			b.s.vals["pod_ready_shim"][i], b.s.vals["pod_ready_cli"][i], b.s.vals["pod_pss_shim"][i], b.s.vals["pod_pss_cli"][i])
@@ -102,31 +100,62 @@ func (b *bench) pods(ctx context.Context) error {
 	b.note("Pod: a private containerd 1.6 (Debian's, native snapshotter, CNI bridge %s) with hull's two CRI handlers, "+
 		"hull-v2 (containerd-shim-hull-v2, options ConfigPath) and hull (containerd's runc shim, BinaryName the built hull); both run the same hull.toml "+
 		"(tcg, %d MiB, hull's default shared_fs %s). Ready: wall time of `crictl runp` + `crictl create` + `crictl start` of one busybox `sleep 600` container "+
-		"(crictl's own start-up and connection included, alike on both sides); one unmeasured pod through each handler first, then the two alternate, n each.",
+		"(crictl's own start-up and connection included, alike on both sides); one unmeasured pod through each handler first, then n repetitions "+
+		"of a pod through each, one after the other, first the shim's then the CLI's, then the other way round.",
 		criBridge, memGuestMiB, pod.DefaultConfig().SharedFS.Type)
-	b.note("Pod PSS: read %s after `crictl start`, the sum over the pod's host processes: those whose command line names the private directory and "+
-		"the pod's sandbox ID, and their descendants. hull-v2: containerd-shim-hull-v2 (serve), QEMU, virtiofsd (both processes). "+
+	b.note("Pod PSS: read %s after the second pod's `crictl start`, both pods idle side by side; the sum over each pod's host processes, "+
+		"those whose command line names the private directory and the pod's sandbox ID, and their descendants. "+
+		"hull-v2: containerd-shim-hull-v2 (serve), QEMU, virtiofsd (both processes). "+
 		"hull: the pod's containerd-shim-runc-v2, hull __monitor, hull __proxy of the pause and of the sleep container, QEMU, virtiofsd. "+
-		"containerd itself is left out on both sides. PSS splits a page between the processes that map it, here or elsewhere on the host "+
-		"(the runc shim's binary is Debian's, shared with other containerds' shims; QEMU's libraries with other VMs).",
+		"containerd itself is left out on both sides. PSS splits a page among all the processes that map it, here or elsewhere on the host: "+
+		"the two pods' QEMUs share their binary and libraries with each other and with whatever other VMs run at that moment, "+
+		"which is why both are read at once; the runc shim's binary is Debian's, shared with other containerds' shims.",
 		idleSettle)
 	return h.close()
 }
 
-// measurePod brings up pod name through p, reads its PSS once idle and
-// removes it.
-func (b *bench) measurePod(ctx context.Context, h *criHost, p podPath, name string) error {
-	sid, steps, err := h.up(ctx, p.handler, name)
-	if err != nil {
-		return err
+// podPair is repetition i: a pod through each path, brought up one after
+// the other and timed (the order alternates from one repetition to the
+// next, so that neither always starts beside the other's idle VM), read
+// together once both are idle (the other VMs on the host then share QEMU's
+// and virtiofsd's pages with both alike), then removed.
+func (b *bench) podPair(ctx context.Context, h *criHost, i int) error {
+	order := slices.Clone(podPaths)
+	if i%2 == 1 {
+		slices.Reverse(order)
 	}
-	var ready time.Duration
-	for i, st := range podSteps {
-		b.s.Add("pod_"+p.key+"_"+st.key, ms(steps[i]))
-		ready += steps[i]
+	sids := map[string]string{}
+	for _, p := range order {
+		sid, steps, err := h.up(ctx, p.handler, fmt.Sprintf("%s%d", p.key, i))
+		if err != nil {
+			return fmt.Errorf("%s: %w", p.handler, err)
+		}
+		sids[p.key] = sid
+		var ready time.Duration
+		for i, st := range podSteps {
+			b.s.Add("pod_"+p.key+"_"+st.key, ms(steps[i]))
+			ready += steps[i]
+		}
+		b.s.Add("pod_ready_"+p.key, ms(ready))
 	}
-	b.s.Add("pod_ready_"+p.key, ms(ready))
 	time.Sleep(idleSettle)
+	for _, p := range podPaths {
+		if err := b.addPodPSS(h, p, sids[p.key]); err != nil {
+			return fmt.Errorf("%s: %w", p.handler, err)
+		}
+	}
+	for _, p := range order {
+		took, err := h.down(ctx, sids[p.key])
+		if err != nil {
+			return fmt.Errorf("%s: %w", p.handler, err)
+		}
+		b.s.Add("pod_"+p.key+"_remove", ms(took))
+	}
+	return nil
+}
+
+// addPodPSS reads the PSS of pod sid of path p, by kind of process.
+func (b *bench) addPodPSS(h *criHost, p podPath, sid string) error {
 	pss, err := readPodPSS(h.dir, sid)
 	if err != nil {
 		return err
@@ -146,11 +175,6 @@ func (b *bench) measurePod(ctx context.Context, h *criHost, p podPath, name stri
 	b.s.Add("pod_pss_"+p.key, total)
 	b.s.Add("pod_pss_"+p.key+"_qemu_ram", pss.qemuRAM)
 	b.s.Add("pod_pss_"+p.key+"_qemu_tcg", pss.qemuTCG)
-	took, err := h.down(ctx, sid)
-	if err != nil {
-		return err
-	}
-	b.s.Add("pod_"+p.key+"_remove", ms(took))
 	return nil
 }
 
