@@ -1,68 +1,62 @@
 #!/usr/bin/env bats
-# Kubernetes through containerd's CRI: Debian's containerd 1.6 with a
-# private config, hull as a runc v2 handler, crictl as the kubelet.
+# Kubernetes through containerd's CRI, crictl as the kubelet: a private
+# containerd (containerd.bash), 1.6 or 2.x as HULL_CONTAINERD says (1, the
+# default, or 2), its pods on the CRI handler HULL_CRI_HANDLER names:
+#
+#   hull     (the default) containerd's runc shim running the hull CLI,
+#            which keeps a monitor per pod and a proxy per process
+#   hull-v2  hull's own shim, containerd-shim-hull-v2: one process per pod
+#            that owns its VM, no hull CLI, monitor or proxy
+#
+# CI runs the file once for each pair, e.g.
+#   HULL_CRI_HANDLER=hull-v2 HULL_CONTAINERD=2 bats tests/integration/cri-containerd.bats
 
 load helpers
+load containerd
 
 CRICTL=${CRICTL:-$(command -v crictl || echo /root/go/bin/crictl)}
+HANDLER=${HULL_CRI_HANDLER:-hull}
 
 setup_file() {
   require_host
   [ -x "$CRICTL" ] || { echo "crictl missing (go install sigs.k8s.io/cri-tools/cmd/crictl@v1.37.0)" >&2; return 1; }
+  case $HANDLER in
+    hull | hull-v2) ;;
+    *) echo "HULL_CRI_HANDLER: hull or hull-v2, not '$HANDLER'" >&2; return 1 ;;
+  esac
+  [ "$HANDLER" != hull-v2 ] || [ -x "$BUILD/containerd-shim-hull-v2" ] || { echo "$BUILD/containerd-shim-hull-v2 missing: run make" >&2; return 1; }
   C=$(mktemp -d /tmp/hull-cri.XXXXXX)
   export C
-  write_config "$C/hull.toml"
-  mkdir -p "$C/cni" "$C/logs"
-  cat > "$C/cni/10-hull.conflist" <<JSON
-{"cniVersion": "1.0.0", "name": "hullnet", "plugins": [
-  {"type": "bridge", "bridge": "hullcri0", "isGateway": true, "ipMasq": false,
-   "ipam": {"type": "host-local", "dataDir": "$C/cni-ipam", "ranges": [[{"subnet": "10.88.99.0/24"}]], "routes": [{"dst": "0.0.0.0/0"}]}},
-  {"type": "portmap", "capabilities": {"portMappings": true}}]}
-JSON
-  cat > "$C/containerd.toml" <<TOML
-version = 2
-root = "$C/root"
-state = "$C/state"
-[grpc]
-  address = "$C/containerd.sock"
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "docker.io/library/hull-pause:latest"
-  restrict_oom_score_adj = true
-  [plugins."io.containerd.grpc.v1.cri".containerd]
-    snapshotter = "native"
-    default_runtime_name = "runc"
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
-      runtime_type = "io.containerd.runc.v2"
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.hull]
-      runtime_type = "io.containerd.runc.v2"
-      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.hull.options]
-        BinaryName = "$HULL_BIN"
-        Root = "$C/hull-root"
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "/usr/lib/cni"
-    conf_dir = "$C/cni"
-TOML
-  containerd --config "$C/containerd.toml" >"$C/containerd.log" 2>&1 &
-  echo $! > "$C/containerd.pid"
-  for _ in $(seq 1 100); do [ -S "$C/containerd.sock" ] && break; sleep 0.1; done
-  # Images from archives built here: a busybox-based pause and a web image.
-  local rootfs=$C/img
-  mkdir -p "$rootfs"/{bin,etc,tmp,www,proc,sys,dev}
-  cp /bin/busybox "$rootfs/bin/busybox"
-  for a in $(/bin/busybox --list); do [ "$a" = busybox ] || ln -sf busybox "$rootfs/bin/$a"; done
-  echo "hello from the pod" > "$rootfs/www/index.html"
-  "$REPO/tests/integration/mkimage.sh" "$rootfs" hull-pause "$C/pause.tar" sh -c 'trap "exit 0" TERM; while :; do sleep 1; done'
-  "$REPO/tests/integration/mkimage.sh" "$rootfs" hull-busybox "$C/busybox.tar" sh
-  for img in pause busybox; do ctr -a "$C/containerd.sock" -n k8s.io images import "$C/$img.tar" >/dev/null; done
+  mkdir -p "$C/logs"
+  start_containerd "$C" "${HULL_CONTAINERD:-1}"
+  # Images from archives built here: busybox with a web page (in $C/img),
+  # and a pause made of the same root.
+  import_busybox "$C" k8s.io
+  "$REPO/tests/integration/mkimage.sh" "$C/img" hull-pause "$C/pause.tar" sh -c 'trap "exit 0" TERM; while :; do sleep 1; done'
+  containerd_ctr "$C" -n k8s.io images import "$C/pause.tar" >/dev/null
 }
 
 teardown_file() {
   [ -n "${C:-}" ] || return 0
-  for p in $(cri pods -q 2>/dev/null); do cri stopp "$p" >/dev/null 2>&1 || true; cri rmp -f "$p" >/dev/null 2>&1 || true; done
-  stop_daemon "$C/containerd.pid" 10
+  remove_pods
+  stop_containerd "$C"
   kill_and_unmount "$C"
   ip link del hullcri0 2>/dev/null || true
   rm -rf "$C"
+}
+
+# A failed test's pods go through the CRI, so that the next test starts
+# without them; what the removal itself leaves, no_leaks still finds.
+teardown() {
+  remove_pods
+}
+
+remove_pods() {
+  local p
+  for p in $(cri pods -q 2>/dev/null); do
+    cri stopp "$p" >/dev/null 2>&1 || true
+    cri rmp -f "$p" >/dev/null 2>&1 || true
+  done
 }
 
 cri() {
@@ -71,23 +65,56 @@ cri() {
 }
 
 qemus() { pgrep -fc -- "qemu-system.*$C" || true; }
+shims() { pgrep -fc -- "containerd-shim-hull-v2 .*$C" || true; }
 
-no_leaks() {
-  [ "$(qemus)" = 0 ] || { echo "QEMU left" >&2; return 1; }
-  # A monitor or proxy names $C in its --root, before the hidden command.
-  if pgrep -fa -- "$C/.*__(monitor|proxy) " >&2; then echo "hull processes left" >&2; return 1; fi
-  if grep -F -- "$C/hull-root" /proc/self/mountinfo >&2; then echo "mounts left" >&2; return 1; fi
-  [ -z "$(ls -A "$C/hull-root/k8s.io/containers" 2>/dev/null)" ] || { echo "state left" >&2; return 1; }
-  [ -z "$(ls -A "$C/hull-root/k8s.io/sandboxes" 2>/dev/null)" ] || { echo "sandboxes left" >&2; return 1; }
+# leaks prints what the pods left, on either path: QEMU, virtiofsd, shims
+# (hull's and containerd's runc shim), hull's monitors and proxies, mounts
+# outside containerd's own root, hull's state (CLI and shim), the pods'
+# network namespaces and host cgroups.
+leaks() {
+  # A shim, monitor or proxy names $C in its --address or --root.
+  pgrep -fa -- "(qemu-system|virtiofsd).*$C" | cut -c1-120 | sed 's/^/process /'
+  pgrep -fa -- "containerd-shim-(hull|runc)-v2 .*$C" | sed 's/^/shim /'
+  pgrep -fa -- "$C/.*__(monitor|proxy) " | sed 's/^/hull /'
+  grep -F -- "$C/" /proc/self/mountinfo | grep -vF -- "$C/root/" | awk '{print "mount " $5}'
+  find "$C/hull-root" -mindepth 1 -not -type d 2>/dev/null | sed 's/^/hull-root /'
+  find "$C/hull-root"/*/containers "$C/hull-root"/*/sandboxes -mindepth 1 2>/dev/null | sed 's/^/hull-root /'
+  find "$C/shim-root" -mindepth 1 -not -path "$C/shim-root/s" -not -path "$C/shim-root/s/*" 2>/dev/null | sed 's/^/shim-root /'
+  find "$C/shim-root/s" -mindepth 1 2>/dev/null | sed 's/^/shim socket /'
+  local ns id
+  while read -r ns; do [ ! -e "$ns" ] || echo "netns $ns"; done < <(cat "$C/netns.list" 2>/dev/null)
+  while read -r id; do
+    find /sys/fs/cgroup/*/ -maxdepth 3 -type d -name "*$id*" 2>/dev/null | sed 's/^/cgroup /'
+  done < <(cat "$C/ids.list" 2>/dev/null)
+  true
 }
 
-# pod NAME: runs a pod sandbox with the hull handler, prints its ID.
+# no_leaks fails if the pods left anything once they are removed; a process
+# gets 10 s to end after the rmp that ended it.
+no_leaks() {
+  local left _
+  for _ in $(seq 1 50); do
+    left=$(leaks)
+    [ -n "$left" ] || return 0
+    sleep 0.2
+  done
+  echo "LEAKED:" >&2; echo "$left" >&2
+  return 1
+}
+
+# pod NAME [LINUX-JSON]: runs a pod sandbox on $HANDLER, prints its ID. Its
+# network namespace and ID go on the lists no_leaks checks.
 pod() {
+  local linux='{}'
+  [ -z "${2:-}" ] || linux=$2
   cat > "$C/$1-pod.json" <<JSON
-{"metadata": {"name": "$1", "namespace": "default", "uid": "uid-$1", "attempt": 0}, "log_directory": "$C/logs/$1", "linux": {}}
+{"metadata": {"name": "$1", "namespace": "default", "uid": "uid-$1", "attempt": 0}, "log_directory": "$C/logs/$1", "linux": $linux}
 JSON
   mkdir -p "$C/logs/$1"
-  cri runp --runtime hull "$C/$1-pod.json"
+  local id; id=$(cri runp --runtime "$HANDLER" "$C/$1-pod.json") || return 1
+  echo "$id" >> "$C/ids.list"
+  cri inspectp "$id" | jq -r '.info.runtimeSpec.linux.namespaces[] | select(.type == "network") | .path // empty' >> "$C/netns.list"
+  echo "$id"
 }
 
 # ctr_in POD_ID POD_NAME NAME CMD...: creates and starts a container.
@@ -97,9 +124,27 @@ ctr_in() {
   cat > "$C/$name.json" <<JSON
 {"metadata": {"name": "$name"}, "image": {"image": "docker.io/library/hull-busybox:latest"}, "command": $cmd, "log_path": "$name.log", "linux": {}}
 JSON
-  local id; id=$(cri create "$pid" "$C/$name.json" "$C/$pname-pod.json")
+  local id; id=$(cri create "$pid" "$C/$name.json" "$C/$pname-pod.json") || return 1
+  echo "$id" >> "$C/ids.list"
   cri start "$id" >/dev/null
   echo "$id"
+}
+
+# wait_exited ID: waits (60 s at most) until the container has exited.
+wait_exited() {
+  local _
+  for _ in $(seq 1 300); do
+    [ "$(cri inspect "$1" | jq -r .status.state)" = CONTAINER_EXITED ] && return 0
+    sleep 0.2
+  done
+  echo "container $1 never exited: $(cri inspect "$1" | jq -c .status)" >&2
+  return 1
+}
+
+# stop_pod ID: stopp and rmp.
+stop_pod() {
+  cri stopp "$1" >/dev/null
+  cri rmp "$1" >/dev/null
 }
 
 @test "a pod with two containers: one VM, same guest kernel, localhost between them, logs, exec" {
@@ -108,6 +153,14 @@ JSON
   web=$(ctr_in "$p" p1 web sh -c 'echo web-started; uname -r; httpd -f -p 8080 -h /www')
   client=$(ctr_in "$p" p1 client sh -c 'uname -r; sleep 600')
   [ "$(qemus)" = 1 ]
+  if [ "$HANDLER" = hull ]; then
+    # The CLI's pod: one monitor, a proxy for each of its three containers
+    # (the pause container's included).
+    [ "$(pgrep -fc -- "$C/.*__monitor ")" = 1 ]
+    [ "$(pgrep -fc -- "$C/.*__proxy ")" = 3 ]
+  else
+    [ "$(shims)" = 1 ]
+  fi
   run cri exec -s "$web" uname -r
   web_kernel=$output
   [ "$web_kernel" != "$(uname -r)" ]
@@ -130,22 +183,106 @@ JSON
   run cri exec -s "$client" echo still-here
   [ "$output" = still-here ]
   [ "$(qemus)" = 1 ]
-  cri stopp "$p" >/dev/null
-  cri rmp "$p" >/dev/null
+  stop_pod "$p"
+  no_leaks
+}
+
+@test "a pod of two containers in one VM: one shim process and one QEMU for the pod, and no hull CLI, monitor or proxy process" {
+  [ "$HANDLER" = hull-v2 ] || skip "the hull handler runs the hull CLI under containerd's runc shims, with a monitor per pod and a proxy per process by design"
+  p=$(pod a)
+  web=$(ctr_in "$p" a web sh -c 'echo web-started; httpd -f -p 8080 -h /www')
+  client=$(ctr_in "$p" a client sh -c 'echo client-started; sleep 600')
+  [ "$(shims)" = 1 ]
+  [ "$(qemus)" = 1 ]
+  run pgrep -fa -- "$C/.*__(monitor|proxy) "
+  [ "$status" -eq 1 ]
+  run pgrep -fa -- "^$HULL_BIN "
+  [ "$status" -eq 1 ]
+  run find "$C/hull-root" -mindepth 1 -not -type d
+  [ -z "$output" ]
+  # Every task of the pod goes by its QEMU's PID.
+  qemu=$(pgrep -f -- "qemu-system.*$C")
+  [ "$(cri inspect "$web" | jq -r .info.pid)" = "$qemu" ]
+  [ "$(cri inspect "$client" | jq -r .info.pid)" = "$qemu" ]
+  for _ in $(seq 1 20); do
+    out=$(cri exec -s "$client" wget -qO- http://127.0.0.1:8080/ 2>&1) && break; sleep 0.5
+  done
+  [ "$out" = "hello from the pod" ]
+  run cri logs "$web"
+  [[ "$output" == *web-started* ]]
+  run cri logs "$client"
+  [[ "$output" == *client-started* ]]
+  run cri exec -s "$web" cat /www/index.html
+  [ "$output" = "hello from the pod" ]
+  # crictl exits 1 on any failed exec; the exit code is in its message.
+  run "$CRICTL" --config "$C/crictl.yaml" exec -s "$client" sh -c 'exit 5'
+  [ "$status" -ne 0 ]
+  [[ "$output" == *"exited with 5"* ]]
+  # The guest cgroup's counters, through the shim's Stats.
+  run cri stats -o json --id "$web"
+  [ "$status" -eq 0 ]
+  mem=$(jq -r '.stats[0].memory.workingSetBytes.value // 0' <<<"$output")
+  cpu=$(jq -r '.stats[0].cpu.usageCoreNanoSeconds.value // 0' <<<"$output")
+  echo "web: memory working set $mem, CPU $cpu ns"
+  [ "$mem" -gt 0 ]
+  [ "$cpu" -gt 0 ]
+  [ "$(shims)" = 1 ]
+  [ "$(qemus)" = 1 ]
+  stop_pod "$p"
   no_leaks
 }
 
 @test "three pods side by side: three VMs, each its own, all cleaned" {
+  local pods=() boxes=()
   for n in 1 2 3; do
-    p[n]=$(pod "q$n")
-    c[n]=$(ctr_in "${p[$n]}" "q$n" "box$n" sh -c "echo q$n > /tmp/me; sleep 600")
+    pods[n]=$(pod "q$n")
+    boxes[n]=$(ctr_in "${pods[$n]}" "q$n" "box$n" sh -c "echo q$n > /tmp/me; sleep 600")
   done
   [ "$(qemus)" = 3 ]
+  if [ "$HANDLER" = hull-v2 ]; then [ "$(shims)" = 3 ]; fi
   for n in 1 2 3; do
-    run cri exec -s "${c[$n]}" cat /tmp/me
+    run cri exec -s "${boxes[$n]}" cat /tmp/me
     [ "$output" = "q$n" ]
   done
-  for n in 1 2 3; do cri stopp "${p[$n]}" >/dev/null; cri rmp "${p[$n]}" >/dev/null; done
+  for n in 1 2 3; do stop_pod "${pods[$n]}"; done
+  no_leaks
+}
+
+@test "exec -i: stdin reaches the process and its end ends it" {
+  p=$(pod in)
+  box=$(ctr_in "$p" in box sleep 600)
+  run bash -c "echo hi | '$CRICTL' --config '$C/crictl.yaml' exec -i '$box' cat"
+  [ "$status" -eq 0 ]
+  [ "$output" = hi ]
+  run bash -c "printf 'one\ntwo\n' | '$CRICTL' --config '$C/crictl.yaml' exec -i '$box' sh -c 'wc -l; echo done'"
+  [ "$status" -eq 0 ]
+  [ "$output" = "$(printf '2\ndone')" ]
+  stop_pod "$p"
+  no_leaks
+}
+
+@test "a container that exceeds its memory limit shows OOMKilled and exit code 137 in crictl inspect" {
+  p=$(pod oom)
+  cat > "$C/hog.json" <<JSON
+{"metadata": {"name": "hog"}, "image": {"image": "docker.io/library/hull-busybox:latest"},
+ "command": ["sh", "-c", "x=a; while :; do x=\$x\$x; done"], "log_path": "hog.log",
+ "linux": {"resources": {"memory_limit_in_bytes": 33554432}}}
+JSON
+  id=$(cri create "$p" "$C/hog.json" "$C/oom-pod.json")
+  echo "$id" >> "$C/ids.list"
+  cri start "$id" >/dev/null
+  wait_exited "$id"
+  run cri inspect "$id"
+  echo "$output" | jq -c '.status | {exitCode, reason, message}'
+  [ "$(jq -r .status.exitCode <<<"$output")" = 137 ]
+  # hull-v2 publishes the guest's OOM kill as a TaskOOM before the exit.
+  # With the hull handler the OOM killer strikes in the guest, while
+  # containerd's runc shim watches the host cgroup of hull's proxy, which
+  # never runs short: the kill's SIGKILL (137) is all it sees.
+  if [ "$HANDLER" = hull-v2 ]; then
+    [ "$(jq -r .status.reason <<<"$output")" = OOMKilled ]
+  fi
+  stop_pod "$p"
   no_leaks
 }
 
@@ -153,13 +290,14 @@ JSON
   pr=$(pod pr)
   box=$(ctr_in "$pr" pr box sleep 1000)
   # The kubelet's exec probe with a timeout: containerd kills the exec's
-  # PID (hull's proxy) when the time is up.
+  # PID when the time is up (with the hull handler, hull's proxy, which
+  # takes its guest process along; with hull-v2, the shim kills the exec in
+  # the guest).
   run cri exec --timeout 1 -s "$box" sleep 600
   [ "$status" -ne 0 ]
   wait_ps_without "sleep 600" cri exec -s "$box" ps
   [[ "$output" == *"sleep 1000"* ]]
-  cri stopp "$pr" >/dev/null
-  cri rmp "$pr" >/dev/null
+  stop_pod "$pr"
   no_leaks
 }
 
@@ -173,40 +311,32 @@ JSON
 JSON
   local before; before=$(grep -c 'level=error' "$C/containerd.log" || true)
   id=$(cri create "$vp" "$C/volbox.json" "$C/vol-pod.json")
+  echo "$id" >> "$C/ids.list"
   cri start "$id" >/dev/null
-  for _ in $(seq 1 100); do
-    [ "$(cri inspect "$id" | jq -r .status.state)" = CONTAINER_EXITED ] && break
-    sleep 0.2
-  done
+  wait_exited "$id"
   [ "$(cri inspect "$id" | jq -r .status.exitCode)" = 0 ]
   [ "$(cat "$C/vol-src/out")" = from-the-pod ]
   cri rm "$id" >/dev/null
-  cri stopp "$vp" >/dev/null
-  cri rmp "$vp" >/dev/null
+  stop_pod "$vp"
   grep 'level=error' "$C/containerd.log" | tail -n +"$(( before + 1 ))" >&2 || true
   [ "$(grep -c 'level=error' "$C/containerd.log" || true)" = "$before" ]
   no_leaks
 }
 
 @test "a pod whose cgroup parent is test.slice (the systemd form, with the cgroupfs driver) runs and is cleaned" {
-  cat > "$C/slice-pod.json" <<JSON
-{"metadata": {"name": "slice", "namespace": "default", "uid": "uid-slice", "attempt": 0}, "log_directory": "$C/logs/slice",
- "linux": {"cgroup_parent": "test.slice"}}
-JSON
-  mkdir -p "$C/logs/slice"
-  sp=$(cri runp --runtime hull "$C/slice-pod.json")
+  sp=$(pod slice '{"cgroup_parent": "test.slice"}')
   box=$(ctr_in "$sp" slice box sleep 600)
   run cri exec -s "$box" echo in-the-slice
   [ "$output" = in-the-slice ]
   # containerd names the cgroup test.slice:cri-containerd:ID; as runc's
-  # cgroupfs driver, hull takes it as one directory, and QEMU is in it.
+  # cgroupfs driver, hull (CLI or shim) takes it as one directory, and QEMU
+  # is in it.
   qemu=$(pgrep -f -- "qemu-system.*$C")
   cg=$(awk -F: '$2 == "memory" {print substr($0, index($0, $3))}' "/proc/$qemu/cgroup")
   echo "QEMU's memory cgroup: $cg"
   [[ "$cg" == /test.slice:cri-containerd:* ]]
   [ -d "/sys/fs/cgroup/memory$cg" ]
-  cri stopp "$sp" >/dev/null
-  cri rmp "$sp" >/dev/null
+  stop_pod "$sp"
   [ ! -d "/sys/fs/cgroup/memory$cg" ]
   no_leaks
 }
