@@ -4,16 +4,15 @@
 # containerd is present. Idempotent: running it twice changes nothing more.
 #
 # usage: node-setup.sh [--containerd-handler runc-shim|shim]
-#   runc-shim  containerd's runc v2 shim runs hull as its BinaryName
-#              (the default)
 #   shim       hull's own shim, containerd-shim-hull-v2
-#              (io.containerd.hull.v2)
+#              (io.containerd.hull.v2; the default)
+#   runc-shim  containerd's runc v2 shim runs hull as its BinaryName
 # Either is the containerd handler `hull`; README, "With containerd", says
 # which to choose. CRI-O has only the first kind (conmon runs hull).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 usage() { sed -n '/^# usage:/,/^set /{/^set /d; s/^# \{0,1\}//; p}' "$0" >&2; exit 2; }
-handler=runc-shim
+handler=shim
 while [ $# -gt 0 ]; do
   case $1 in
     --containerd-handler) [ $# -ge 2 ] || usage; handler=$2; shift 2 ;;
