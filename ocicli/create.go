@@ -85,7 +85,7 @@ func (r *Runtime) Create(ctx context.Context, req CreateRequest) (err error) {
 	}
 	var limits *specs.LinuxResources
 	if owner && spec.Linux != nil {
-		limits = spec.Linux.Resources
+		limits = pod.SandboxResources(spec)
 	}
 	_, vmMem := pod.SizeVM(r.Config.Hypervisor, spec)
 	if err := cg.Create(limits, vmMem); err != nil {

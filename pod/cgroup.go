@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -28,7 +29,7 @@ type HostCgroup struct {
 const cgroupRoot = "/sys/fs/cgroup"
 
 // v1Controllers are the hierarchies hull places sandbox processes in.
-var v1Controllers = []string{"memory", "cpu", "cpuacct", "pids", "devices"}
+var v1Controllers = []string{"memory", "cpu", "cpuacct", "cpuset", "pids", "devices"}
 
 // hostDevices are the only devices a sandbox's host processes may open:
 // what QEMU opens (the null devices, entropy, KVM, vhost) and the tun
@@ -85,6 +86,9 @@ func (c *HostCgroup) Create(res *specs.LinuxResources, vmMemMiB int) error {
 			return fmt.Errorf("create cgroup %s: %w", d, err)
 		}
 	}
+	if err := c.initCpuset(); err != nil {
+		return err
+	}
 	if err := c.limitDevices(); err != nil {
 		return err
 	}
@@ -108,6 +112,94 @@ func (c *HostCgroup) Create(res *specs.LinuxResources, vmMemMiB int) error {
 		if err := c.write("cpu.cfs_quota_us", "", strconv.FormatInt(*res.CPU.Quota, 10)); err != nil {
 			return err
 		}
+	}
+	return c.limitCPU(res.CPU)
+}
+
+// limitCPU sets the spec's CPU weight and CPU set (the quota is set above):
+// QEMU's threads compete for, and run on, what the pod was given.
+func (c *HostCgroup) limitCPU(cpu *specs.LinuxCPU) error {
+	if cpu == nil {
+		return nil
+	}
+	if cpu.Shares != nil && *cpu.Shares > 0 {
+		if c.unified {
+			if err := c.write("", "cpu.weight", strconv.FormatUint(sharesToWeight(*cpu.Shares), 10)); err != nil {
+				return err
+			}
+		} else if err := c.write("cpu.shares", "", strconv.FormatUint(*cpu.Shares, 10)); err != nil {
+			return err
+		}
+	}
+	if cpu.Cpus != "" {
+		if err := c.write("cpuset.cpus", "cpuset.cpus", cpu.Cpus); err != nil {
+			return err
+		}
+	}
+	if cpu.Mems != "" {
+		if err := c.write("cpuset.mems", "cpuset.mems", cpu.Mems); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sharesToWeight maps cgroup v1 shares [2, 262144] onto v2 weights
+// [1, 10000], as runc and crun do.
+func sharesToWeight(shares uint64) uint64 {
+	shares = min(max(shares, 2), 262144)
+	return 1 + ((shares-2)*9999)/262142
+}
+
+// initCpuset gives each new v1 cpuset directory down to the cgroup its
+// parent's CPUs and memory nodes: a v1 cpuset starts empty, and a process
+// cannot join an empty one (ENOSPC).
+func (c *HostCgroup) initCpuset() error {
+	if c.unified {
+		return nil
+	}
+	root, err := filepath.EvalSymlinks(filepath.Join(cgroupRoot, "cpuset"))
+	if err != nil {
+		return nil // no cpuset hierarchy
+	}
+	for _, d := range c.dirs {
+		rel, err := filepath.Rel(root, d)
+		if err != nil || strings.HasPrefix(rel, "..") {
+			continue // another hierarchy's directory
+		}
+		if err := fillCpuset(root, rel); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// fillCpuset copies cpuset.cpus and cpuset.mems from parent to child along
+// rel below root, where a level has none.
+func fillCpuset(root, rel string) error {
+	parent := root
+	for _, part := range strings.Split(rel, string(filepath.Separator)) {
+		if part == "." || part == "" {
+			continue
+		}
+		dir := filepath.Join(parent, part)
+		for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
+			cur, err := os.ReadFile(filepath.Join(dir, f))
+			if err != nil {
+				return fmt.Errorf("cgroup %s: %w", dir, err)
+			}
+			if strings.TrimSpace(string(cur)) != "" {
+				continue
+			}
+			val, err := os.ReadFile(filepath.Join(parent, f))
+			if err != nil {
+				return fmt.Errorf("cgroup %s: %w", parent, err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, f), val, 0o644); err != nil {
+				return fmt.Errorf("cgroup %s/%s: %w", dir, f, err)
+			}
+		}
+		parent = dir
 	}
 	return nil
 }

@@ -1,6 +1,12 @@
 package pod
 
-import "testing"
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
 
 // As runc's cgroupfs driver: every path it accepts, placed where it
 // places it.
@@ -15,6 +21,103 @@ func TestCgroupfsPath(t *testing.T) {
 	} {
 		if got := cgroupfsPath(path); got != want {
 			t.Errorf("cgroupfsPath(%q) = %q, want %q", path, got, want)
+		}
+	}
+}
+
+// fakeCgroupDir makes a cgroup directory holding the named control files,
+// empty.
+func fakeCgroupDir(t *testing.T, files ...string) string {
+	t.Helper()
+	d := t.TempDir()
+	for _, f := range files {
+		if err := os.WriteFile(filepath.Join(d, f), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return d
+}
+
+func readControl(t *testing.T, dir, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// The spec's CPU weight, CPUs and quota reach the sandbox's host cgroup, in
+// v1's files and in v2's.
+func TestHostCgroupCPULimits(t *testing.T) {
+	shares, quota, period := uint64(512), int64(20000), uint64(100000)
+	res := &specs.LinuxResources{CPU: &specs.LinuxCPU{Shares: &shares, Quota: &quota, Period: &period, Cpus: "0", Mems: "0"}}
+
+	cpu := fakeCgroupDir(t, "cpu.shares", "cpu.cfs_quota_us", "cpu.cfs_period_us")
+	cpuset := fakeCgroupDir(t, "cpuset.cpus", "cpuset.mems")
+	v1 := &HostCgroup{dirs: []string{cpu, cpuset}}
+	if err := v1.limitCPU(res.CPU); err != nil {
+		t.Fatal(err)
+	}
+	for dir, want := range map[string]map[string]string{
+		cpu:    {"cpu.shares": "512"},
+		cpuset: {"cpuset.cpus": "0", "cpuset.mems": "0"},
+	} {
+		for f, v := range want {
+			if got := readControl(t, dir, f); got != v {
+				t.Errorf("v1 %s = %q, want %q", f, got, v)
+			}
+		}
+	}
+
+	unified := fakeCgroupDir(t, "cpu.weight", "cpu.max", "cpuset.cpus", "cpuset.mems")
+	v2 := &HostCgroup{dirs: []string{unified}, unified: true}
+	if err := v2.limitCPU(res.CPU); err != nil {
+		t.Fatal(err)
+	}
+	for f, want := range map[string]string{"cpu.weight": "20", "cpuset.cpus": "0", "cpuset.mems": "0"} {
+		if got := readControl(t, unified, f); got != want {
+			t.Errorf("v2 %s = %q, want %q", f, got, want)
+		}
+	}
+}
+
+func TestSharesToWeight(t *testing.T) {
+	for shares, want := range map[uint64]uint64{0: 1, 2: 1, 1024: 39, 262144: 10000, 1 << 30: 10000} {
+		if got := sharesToWeight(shares); got != want {
+			t.Errorf("sharesToWeight(%d) = %d, want %d", shares, got, want)
+		}
+	}
+}
+
+// A new v1 cpuset directory takes its parent's CPUs and memory nodes, level
+// by level, and one already set keeps its own.
+func TestFillCpuset(t *testing.T) {
+	root := t.TempDir()
+	write := func(dir, f, v string) {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), []byte(v), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(root, "cpuset.cpus", "0-1\n")
+	write(root, "cpuset.mems", "0\n")
+	mid, leaf := filepath.Join(root, "kubepods"), filepath.Join(root, "kubepods", "pod1")
+	write(mid, "cpuset.cpus", "1\n") // set by someone: kept
+	write(mid, "cpuset.mems", "")
+	write(leaf, "cpuset.cpus", "")
+	write(leaf, "cpuset.mems", "")
+	if err := fillCpuset(root, "kubepods/pod1"); err != nil {
+		t.Fatal(err)
+	}
+	for dir, want := range map[string][2]string{mid: {"1\n", "0\n"}, leaf: {"1\n", "0\n"}} {
+		if got := readControl(t, dir, "cpuset.cpus"); got != want[0] {
+			t.Errorf("%s cpuset.cpus = %q, want %q", dir, got, want[0])
+		}
+		if got := readControl(t, dir, "cpuset.mems"); got != want[1] {
+			t.Errorf("%s cpuset.mems = %q, want %q", dir, got, want[1])
 		}
 	}
 }

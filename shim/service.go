@@ -301,7 +301,7 @@ func (s *Service) startSandbox(ctx context.Context, req *taskapi.CreateTaskReque
 		if err := writePodState(s.dir, &s.state); err != nil {
 			return err
 		}
-		if err := cg.Create(spec.Linux.Resources, mem); err != nil {
+		if err := cg.Create(pod.SandboxResources(spec), mem); err != nil {
 			return err
 		}
 		if err := cg.Add(os.Getpid()); err != nil {

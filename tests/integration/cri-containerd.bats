@@ -49,6 +49,8 @@ teardown_file() {
 # without them; what the removal itself leaves, no_leaks still finds.
 teardown() {
   remove_pods
+  # The stand-in for a kubelet's pod cgroup, which is the test's to remove.
+  rmdir /sys/fs/cgroup/*/hull-cpuq 2>/dev/null || true
 }
 
 remove_pods() {
@@ -338,5 +340,33 @@ JSON
   [ -d "/sys/fs/cgroup/memory$cg" ]
   stop_pod "$sp"
   [ ! -d "/sys/fs/cgroup/memory$cg" ]
+  no_leaks
+}
+
+@test "a pod with a CPU quota: QEMU's host cgroup has it, and a busy guest takes no more host CPU than it allows" {
+  # The kubelet gives a pod's resources in its sandbox config, and
+  # containerd writes them on the sandbox's spec as sizing annotations;
+  # cgroup_parent stands for the kubelet's pod cgroup, which hull never
+  # touches.
+  cp=$(pod cpuq '{"cgroup_parent": "/hull-cpuq", "resources": {"cpu_period": 100000, "cpu_quota": 20000, "cpu_shares": 512}}')
+  ctr_in "$cp" cpuq spin sh -c 'while :; do :; done' >/dev/null
+  qemu=$(pgrep -f -- "qemu-system.*$C")
+  cg=$(awk -F: '$2 ~ /(^|,)cpu(,|$)/ {print substr($0, index($0, $3))}' "/proc/$qemu/cgroup")
+  echo "QEMU's cpu cgroup: $cg"
+  [[ "$cg" == /hull-cpuq/* ]]
+  [ "$(cat "/sys/fs/cgroup/cpu$cg/cpu.cfs_quota_us")" = 20000 ]
+  [ "$(cat "/sys/fs/cgroup/cpu$cg/cpu.cfs_period_us")" = 100000 ]
+  [ "$(cat "/sys/fs/cgroup/cpu$cg/cpu.shares")" = 512 ]
+  # The CPU time of the pod's whole host cgroup over 5 s: a ratio to the
+  # wall time, at most the quota's 0.2 CPU (with slack for the period at
+  # the edges), and not nothing, since the guest spins.
+  u0=$(cat "/sys/fs/cgroup/cpuacct$cg/cpuacct.usage"); t0=$(date +%s%N)
+  sleep 5
+  u1=$(cat "/sys/fs/cgroup/cpuacct$cg/cpuacct.usage"); t1=$(date +%s%N)
+  pct=$(( (u1 - u0) * 100 / (t1 - t0) ))
+  echo "the pod's host CPU: $pct% of one CPU, quota 20%"
+  [ "$pct" -le 25 ]
+  [ "$pct" -ge 5 ]
+  stop_pod "$cp"
   no_leaks
 }
