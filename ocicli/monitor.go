@@ -143,12 +143,7 @@ func RunMonitor(ctx context.Context, o MonitorOptions) (err error) {
 	select {
 	case <-svc.destroy:
 		why = "destroyed"
-	case <-sb.VM().Done():
-		why = "qemu exited"
-	case <-sb.FileServerDone():
-		why = "virtiofsd exited"
-	case <-sb.Agent().Done():
-		why = "agent connection lost"
+	case why = <-sb.Ended():
 	case s := <-sigs:
 		why = "signal " + s.String()
 	}
@@ -158,7 +153,7 @@ func RunMonitor(ctx context.Context, o MonitorOptions) (err error) {
 		// the guest's last words, before the console log goes with the
 		// sandbox.
 		report := errors.New(why)
-		if why == "virtiofsd exited" {
+		if why == pod.EndVirtiofsd {
 			// QEMU lives on without its share: say what ended virtiofsd.
 			report = fmt.Errorf("%s: %w", why, sb.Virtiofsd().ExitError())
 		} else if !waitClosed(sb.VM().Done(), 5*time.Second) {

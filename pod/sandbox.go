@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hull-runtime/hull/agentproto"
@@ -67,6 +68,9 @@ type Sandbox struct {
 	fsd   *hypervisor.Virtiofsd
 	agent *agentproto.Client
 	log   *slog.Logger
+	// ended receives why the sandbox ended by itself (Ended).
+	endOnce sync.Once
+	ended   chan string
 }
 
 // Step is one named start-up step and its duration.
@@ -299,6 +303,33 @@ func (s *Sandbox) FileServerDone() <-chan struct{} {
 		return nil
 	}
 	return s.fsd.Done()
+}
+
+// Why a sandbox ended by itself, as Ended reports it.
+const (
+	EndQEMU      = "qemu exited"
+	EndVirtiofsd = "virtiofsd exited"
+	EndAgent     = "agent connection lost"
+)
+
+// Ended delivers why the sandbox ended by itself, once one of these has
+// happened: its QEMU exited, its virtiofsd exited, or its agent connection
+// was lost. Every call returns the same channel.
+func (s *Sandbox) Ended() <-chan string {
+	s.endOnce.Do(func() {
+		s.ended = make(chan string, 1)
+		go func() {
+			select {
+			case <-s.vm.Done():
+				s.ended <- EndQEMU
+			case <-s.FileServerDone():
+				s.ended <- EndVirtiofsd
+			case <-s.agent.Done():
+				s.ended <- EndAgent
+			}
+		}()
+	})
+	return s.ended
 }
 
 // Stop powers the VM off and removes everything the sandbox made.

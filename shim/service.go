@@ -389,15 +389,7 @@ func (s *Service) joinSandbox(spec *specs.Spec) error {
 // watch marks the pod dead when its VM, share or agent connection goes.
 // Every relay then fails, and each process gets its TaskExit.
 func (s *Service) watch(sb *pod.Sandbox) {
-	var why string
-	select {
-	case <-sb.VM().Done():
-		why = "qemu exited"
-	case <-sb.FileServerDone():
-		why = "virtiofsd exited"
-	case <-sb.Agent().Done():
-		why = "agent connection lost"
-	}
+	why := <-sb.Ended()
 	s.mu.Lock()
 	stopped := s.stopped
 	s.mu.Unlock()

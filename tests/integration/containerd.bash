@@ -91,6 +91,26 @@ _containerd_cni_config() {
 JSON
 }
 
+# _containerd_runtimes TABLE DIR: the three handlers, under TABLE (the CRI
+# plugin's containerd table, which config versions 2 and 3 name apart).
+_containerd_runtimes() {
+  local t=$1 dir=$2
+  cat <<TOML
+    default_runtime_name = "runc"
+    [$t.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+    [$t.runtimes.hull]
+      runtime_type = "io.containerd.runc.v2"
+      [$t.runtimes.hull.options]
+        BinaryName = "$HULL_BIN"
+        Root = "$dir/hull-root"
+    [$t.runtimes.hull-v2]
+      runtime_type = "io.containerd.hull.v2"
+      [$t.runtimes.hull-v2.options]
+        ConfigPath = "$dir/hull.toml"
+TOML
+}
+
 # containerd 1.6/1.7: every CRI setting under the one CRI plugin.
 _containerd_config_v2() {
   local dir=$1 cri='plugins."io.containerd.grpc.v1.cri"'
@@ -105,18 +125,7 @@ state = "$dir/state"
   restrict_oom_score_adj = true
   [$cri.containerd]
     snapshotter = "native"
-    default_runtime_name = "runc"
-    [$cri.containerd.runtimes.runc]
-      runtime_type = "io.containerd.runc.v2"
-    [$cri.containerd.runtimes.hull]
-      runtime_type = "io.containerd.runc.v2"
-      [$cri.containerd.runtimes.hull.options]
-        BinaryName = "$HULL_BIN"
-        Root = "$dir/hull-root"
-    [$cri.containerd.runtimes.hull-v2]
-      runtime_type = "io.containerd.hull.v2"
-      [$cri.containerd.runtimes.hull-v2.options]
-        ConfigPath = "$dir/hull.toml"
+$(_containerd_runtimes "$cri.containerd" "$dir")
   [$cri.cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "$dir/cni"
@@ -144,18 +153,7 @@ state = "$dir/state"
 [$runtime]
   restrict_oom_score_adj = true
   [$runtime.containerd]
-    default_runtime_name = "runc"
-    [$runtime.containerd.runtimes.runc]
-      runtime_type = "io.containerd.runc.v2"
-    [$runtime.containerd.runtimes.hull]
-      runtime_type = "io.containerd.runc.v2"
-      [$runtime.containerd.runtimes.hull.options]
-        BinaryName = "$HULL_BIN"
-        Root = "$dir/hull-root"
-    [$runtime.containerd.runtimes.hull-v2]
-      runtime_type = "io.containerd.hull.v2"
-      [$runtime.containerd.runtimes.hull-v2.options]
-        ConfigPath = "$dir/hull.toml"
+$(_containerd_runtimes "$runtime.containerd" "$dir")
   [$runtime.cni]
     bin_dirs = ["/usr/lib/cni"]
     conf_dir = "$dir/cni"
