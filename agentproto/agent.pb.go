@@ -1396,6 +1396,339 @@ func (*DestroySandboxRequest) Descriptor() ([]byte, []int) {
 	return file_agent_proto_rawDescGZIP(), []int{23}
 }
 
+type OpenPortRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// port is a TCP port of the guest's loopback (127.0.0.1, else ::1).
+	Port          uint32 `protobuf:"varint,1,opt,name=port,proto3" json:"port,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OpenPortRequest) Reset() {
+	*x = OpenPortRequest{}
+	mi := &file_agent_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OpenPortRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OpenPortRequest) ProtoMessage() {}
+
+func (x *OpenPortRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OpenPortRequest.ProtoReflect.Descriptor instead.
+func (*OpenPortRequest) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *OpenPortRequest) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+type OpenPortResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            uint32                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OpenPortResponse) Reset() {
+	*x = OpenPortResponse{}
+	mi := &file_agent_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OpenPortResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OpenPortResponse) ProtoMessage() {}
+
+func (x *OpenPortResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OpenPortResponse.ProtoReflect.Descriptor instead.
+func (*OpenPortResponse) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *OpenPortResponse) GetId() uint32 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+type PortRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            uint32                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PortRequest) Reset() {
+	*x = PortRequest{}
+	mi := &file_agent_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PortRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PortRequest) ProtoMessage() {}
+
+func (x *PortRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PortRequest.ProtoReflect.Descriptor instead.
+func (*PortRequest) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *PortRequest) GetId() uint32 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+type WritePortRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            uint32                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Data          []byte                 `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WritePortRequest) Reset() {
+	*x = WritePortRequest{}
+	mi := &file_agent_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WritePortRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WritePortRequest) ProtoMessage() {}
+
+func (x *WritePortRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WritePortRequest.ProtoReflect.Descriptor instead.
+func (*WritePortRequest) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *WritePortRequest) GetId() uint32 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *WritePortRequest) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+type WritePortResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Len           uint32                 `protobuf:"varint,1,opt,name=len,proto3" json:"len,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WritePortResponse) Reset() {
+	*x = WritePortResponse{}
+	mi := &file_agent_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WritePortResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WritePortResponse) ProtoMessage() {}
+
+func (x *WritePortResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WritePortResponse.ProtoReflect.Descriptor instead.
+func (*WritePortResponse) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *WritePortResponse) GetLen() uint32 {
+	if x != nil {
+		return x.Len
+	}
+	return 0
+}
+
+type ReadPortRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            uint32                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Max           uint32                 `protobuf:"varint,2,opt,name=max,proto3" json:"max,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadPortRequest) Reset() {
+	*x = ReadPortRequest{}
+	mi := &file_agent_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadPortRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadPortRequest) ProtoMessage() {}
+
+func (x *ReadPortRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadPortRequest.ProtoReflect.Descriptor instead.
+func (*ReadPortRequest) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *ReadPortRequest) GetId() uint32 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *ReadPortRequest) GetMax() uint32 {
+	if x != nil {
+		return x.Max
+	}
+	return 0
+}
+
+type ReadPortResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Data          []byte                 `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	Eof           bool                   `protobuf:"varint,2,opt,name=eof,proto3" json:"eof,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadPortResponse) Reset() {
+	*x = ReadPortResponse{}
+	mi := &file_agent_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadPortResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadPortResponse) ProtoMessage() {}
+
+func (x *ReadPortResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadPortResponse.ProtoReflect.Descriptor instead.
+func (*ReadPortResponse) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *ReadPortResponse) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *ReadPortResponse) GetEof() bool {
+	if x != nil {
+		return x.Eof
+	}
+	return false
+}
+
 var File_agent_proto protoreflect.FileDescriptor
 
 const file_agent_proto_rawDesc = "" +
@@ -1492,7 +1825,24 @@ const file_agent_proto_rawDesc = "" +
 	"\x05scope\x18\x05 \x01(\rR\x05scope\"C\n" +
 	"\x13UpdateRoutesRequest\x12,\n" +
 	"\x06routes\x18\x01 \x03(\v2\x14.hull.agent.v1.RouteR\x06routes\"\x17\n" +
-	"\x15DestroySandboxRequest2\xe1\f\n" +
+	"\x15DestroySandboxRequest\"%\n" +
+	"\x0fOpenPortRequest\x12\x12\n" +
+	"\x04port\x18\x01 \x01(\rR\x04port\"\"\n" +
+	"\x10OpenPortResponse\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\rR\x02id\"\x1d\n" +
+	"\vPortRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\rR\x02id\"6\n" +
+	"\x10WritePortRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\rR\x02id\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\"%\n" +
+	"\x11WritePortResponse\x12\x10\n" +
+	"\x03len\x18\x01 \x01(\rR\x03len\"3\n" +
+	"\x0fReadPortRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\rR\x02id\x12\x10\n" +
+	"\x03max\x18\x02 \x01(\rR\x03max\"8\n" +
+	"\x10ReadPortResponse\x12\x12\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\x12\x10\n" +
+	"\x03eof\x18\x02 \x01(\bR\x03eof2\xce\x0f\n" +
 	"\x05Agent\x12E\n" +
 	"\x06Health\x12\x1c.hull.agent.v1.HealthRequest\x1a\x1d.hull.agent.v1.HealthResponse\x12N\n" +
 	"\x0fCreateContainer\x12%.hull.agent.v1.CreateContainerRequest\x1a\x14.hull.agent.v1.Empty\x12G\n" +
@@ -1515,7 +1865,12 @@ const file_agent_proto_rawDesc = "" +
 	"\n" +
 	"ReadStderr\x12 .hull.agent.v1.ReadStreamRequest\x1a!.hull.agent.v1.ReadStreamResponse\x12B\n" +
 	"\tResizeTty\x12\x1f.hull.agent.v1.ResizeTtyRequest\x1a\x14.hull.agent.v1.Empty\x12C\n" +
-	"\fCloseProcess\x12\x1d.hull.agent.v1.ProcessRequest\x1a\x14.hull.agent.v1.Empty\x12P\n" +
+	"\fCloseProcess\x12\x1d.hull.agent.v1.ProcessRequest\x1a\x14.hull.agent.v1.Empty\x12K\n" +
+	"\bOpenPort\x12\x1e.hull.agent.v1.OpenPortRequest\x1a\x1f.hull.agent.v1.OpenPortResponse\x12N\n" +
+	"\tWritePort\x12\x1f.hull.agent.v1.WritePortRequest\x1a .hull.agent.v1.WritePortResponse\x12K\n" +
+	"\bReadPort\x12\x1e.hull.agent.v1.ReadPortRequest\x1a\x1f.hull.agent.v1.ReadPortResponse\x12B\n" +
+	"\x0eClosePortWrite\x12\x1a.hull.agent.v1.PortRequest\x1a\x14.hull.agent.v1.Empty\x12=\n" +
+	"\tClosePort\x12\x1a.hull.agent.v1.PortRequest\x1a\x14.hull.agent.v1.Empty\x12P\n" +
 	"\x10UpdateInterfaces\x12&.hull.agent.v1.UpdateInterfacesRequest\x1a\x14.hull.agent.v1.Empty\x12H\n" +
 	"\fUpdateRoutes\x12\".hull.agent.v1.UpdateRoutesRequest\x1a\x14.hull.agent.v1.Empty\x12L\n" +
 	"\x0eDestroySandbox\x12$.hull.agent.v1.DestroySandboxRequest\x1a\x14.hull.agent.v1.EmptyB4Z2github.com/hull-runtime/hull/agentproto;agentprotob\x06proto3"
@@ -1532,7 +1887,7 @@ func file_agent_proto_rawDescGZIP() []byte {
 	return file_agent_proto_rawDescData
 }
 
-var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_agent_proto_goTypes = []any{
 	(*Empty)(nil),                   // 0: hull.agent.v1.Empty
 	(*HealthRequest)(nil),           // 1: hull.agent.v1.HealthRequest
@@ -1558,6 +1913,13 @@ var file_agent_proto_goTypes = []any{
 	(*Route)(nil),                   // 21: hull.agent.v1.Route
 	(*UpdateRoutesRequest)(nil),     // 22: hull.agent.v1.UpdateRoutesRequest
 	(*DestroySandboxRequest)(nil),   // 23: hull.agent.v1.DestroySandboxRequest
+	(*OpenPortRequest)(nil),         // 24: hull.agent.v1.OpenPortRequest
+	(*OpenPortResponse)(nil),        // 25: hull.agent.v1.OpenPortResponse
+	(*PortRequest)(nil),             // 26: hull.agent.v1.PortRequest
+	(*WritePortRequest)(nil),        // 27: hull.agent.v1.WritePortRequest
+	(*WritePortResponse)(nil),       // 28: hull.agent.v1.WritePortResponse
+	(*ReadPortRequest)(nil),         // 29: hull.agent.v1.ReadPortRequest
+	(*ReadPortResponse)(nil),        // 30: hull.agent.v1.ReadPortResponse
 }
 var file_agent_proto_depIdxs = []int32{
 	18, // 0: hull.agent.v1.Interface.addresses:type_name -> hull.agent.v1.IPAddress
@@ -1581,32 +1943,42 @@ var file_agent_proto_depIdxs = []int32{
 	15, // 18: hull.agent.v1.Agent.ReadStderr:input_type -> hull.agent.v1.ReadStreamRequest
 	17, // 19: hull.agent.v1.Agent.ResizeTty:input_type -> hull.agent.v1.ResizeTtyRequest
 	10, // 20: hull.agent.v1.Agent.CloseProcess:input_type -> hull.agent.v1.ProcessRequest
-	20, // 21: hull.agent.v1.Agent.UpdateInterfaces:input_type -> hull.agent.v1.UpdateInterfacesRequest
-	22, // 22: hull.agent.v1.Agent.UpdateRoutes:input_type -> hull.agent.v1.UpdateRoutesRequest
-	23, // 23: hull.agent.v1.Agent.DestroySandbox:input_type -> hull.agent.v1.DestroySandboxRequest
-	2,  // 24: hull.agent.v1.Agent.Health:output_type -> hull.agent.v1.HealthResponse
-	0,  // 25: hull.agent.v1.Agent.CreateContainer:output_type -> hull.agent.v1.Empty
-	0,  // 26: hull.agent.v1.Agent.StartContainer:output_type -> hull.agent.v1.Empty
-	0,  // 27: hull.agent.v1.Agent.RemoveContainer:output_type -> hull.agent.v1.Empty
-	0,  // 28: hull.agent.v1.Agent.PauseContainer:output_type -> hull.agent.v1.Empty
-	0,  // 29: hull.agent.v1.Agent.ResumeContainer:output_type -> hull.agent.v1.Empty
-	0,  // 30: hull.agent.v1.Agent.UpdateContainer:output_type -> hull.agent.v1.Empty
-	7,  // 31: hull.agent.v1.Agent.StatsContainer:output_type -> hull.agent.v1.StatsContainerResponse
-	8,  // 32: hull.agent.v1.Agent.ListProcesses:output_type -> hull.agent.v1.ListProcessesResponse
-	0,  // 33: hull.agent.v1.Agent.ExecProcess:output_type -> hull.agent.v1.Empty
-	0,  // 34: hull.agent.v1.Agent.SignalProcess:output_type -> hull.agent.v1.Empty
-	12, // 35: hull.agent.v1.Agent.WaitProcess:output_type -> hull.agent.v1.WaitProcessResponse
-	14, // 36: hull.agent.v1.Agent.WriteStdin:output_type -> hull.agent.v1.WriteStdinResponse
-	0,  // 37: hull.agent.v1.Agent.CloseStdin:output_type -> hull.agent.v1.Empty
-	16, // 38: hull.agent.v1.Agent.ReadStdout:output_type -> hull.agent.v1.ReadStreamResponse
-	16, // 39: hull.agent.v1.Agent.ReadStderr:output_type -> hull.agent.v1.ReadStreamResponse
-	0,  // 40: hull.agent.v1.Agent.ResizeTty:output_type -> hull.agent.v1.Empty
-	0,  // 41: hull.agent.v1.Agent.CloseProcess:output_type -> hull.agent.v1.Empty
-	0,  // 42: hull.agent.v1.Agent.UpdateInterfaces:output_type -> hull.agent.v1.Empty
-	0,  // 43: hull.agent.v1.Agent.UpdateRoutes:output_type -> hull.agent.v1.Empty
-	0,  // 44: hull.agent.v1.Agent.DestroySandbox:output_type -> hull.agent.v1.Empty
-	24, // [24:45] is the sub-list for method output_type
-	3,  // [3:24] is the sub-list for method input_type
+	24, // 21: hull.agent.v1.Agent.OpenPort:input_type -> hull.agent.v1.OpenPortRequest
+	27, // 22: hull.agent.v1.Agent.WritePort:input_type -> hull.agent.v1.WritePortRequest
+	29, // 23: hull.agent.v1.Agent.ReadPort:input_type -> hull.agent.v1.ReadPortRequest
+	26, // 24: hull.agent.v1.Agent.ClosePortWrite:input_type -> hull.agent.v1.PortRequest
+	26, // 25: hull.agent.v1.Agent.ClosePort:input_type -> hull.agent.v1.PortRequest
+	20, // 26: hull.agent.v1.Agent.UpdateInterfaces:input_type -> hull.agent.v1.UpdateInterfacesRequest
+	22, // 27: hull.agent.v1.Agent.UpdateRoutes:input_type -> hull.agent.v1.UpdateRoutesRequest
+	23, // 28: hull.agent.v1.Agent.DestroySandbox:input_type -> hull.agent.v1.DestroySandboxRequest
+	2,  // 29: hull.agent.v1.Agent.Health:output_type -> hull.agent.v1.HealthResponse
+	0,  // 30: hull.agent.v1.Agent.CreateContainer:output_type -> hull.agent.v1.Empty
+	0,  // 31: hull.agent.v1.Agent.StartContainer:output_type -> hull.agent.v1.Empty
+	0,  // 32: hull.agent.v1.Agent.RemoveContainer:output_type -> hull.agent.v1.Empty
+	0,  // 33: hull.agent.v1.Agent.PauseContainer:output_type -> hull.agent.v1.Empty
+	0,  // 34: hull.agent.v1.Agent.ResumeContainer:output_type -> hull.agent.v1.Empty
+	0,  // 35: hull.agent.v1.Agent.UpdateContainer:output_type -> hull.agent.v1.Empty
+	7,  // 36: hull.agent.v1.Agent.StatsContainer:output_type -> hull.agent.v1.StatsContainerResponse
+	8,  // 37: hull.agent.v1.Agent.ListProcesses:output_type -> hull.agent.v1.ListProcessesResponse
+	0,  // 38: hull.agent.v1.Agent.ExecProcess:output_type -> hull.agent.v1.Empty
+	0,  // 39: hull.agent.v1.Agent.SignalProcess:output_type -> hull.agent.v1.Empty
+	12, // 40: hull.agent.v1.Agent.WaitProcess:output_type -> hull.agent.v1.WaitProcessResponse
+	14, // 41: hull.agent.v1.Agent.WriteStdin:output_type -> hull.agent.v1.WriteStdinResponse
+	0,  // 42: hull.agent.v1.Agent.CloseStdin:output_type -> hull.agent.v1.Empty
+	16, // 43: hull.agent.v1.Agent.ReadStdout:output_type -> hull.agent.v1.ReadStreamResponse
+	16, // 44: hull.agent.v1.Agent.ReadStderr:output_type -> hull.agent.v1.ReadStreamResponse
+	0,  // 45: hull.agent.v1.Agent.ResizeTty:output_type -> hull.agent.v1.Empty
+	0,  // 46: hull.agent.v1.Agent.CloseProcess:output_type -> hull.agent.v1.Empty
+	25, // 47: hull.agent.v1.Agent.OpenPort:output_type -> hull.agent.v1.OpenPortResponse
+	28, // 48: hull.agent.v1.Agent.WritePort:output_type -> hull.agent.v1.WritePortResponse
+	30, // 49: hull.agent.v1.Agent.ReadPort:output_type -> hull.agent.v1.ReadPortResponse
+	0,  // 50: hull.agent.v1.Agent.ClosePortWrite:output_type -> hull.agent.v1.Empty
+	0,  // 51: hull.agent.v1.Agent.ClosePort:output_type -> hull.agent.v1.Empty
+	0,  // 52: hull.agent.v1.Agent.UpdateInterfaces:output_type -> hull.agent.v1.Empty
+	0,  // 53: hull.agent.v1.Agent.UpdateRoutes:output_type -> hull.agent.v1.Empty
+	0,  // 54: hull.agent.v1.Agent.DestroySandbox:output_type -> hull.agent.v1.Empty
+	29, // [29:55] is the sub-list for method output_type
+	3,  // [3:29] is the sub-list for method input_type
 	3,  // [3:3] is the sub-list for extension type_name
 	3,  // [3:3] is the sub-list for extension extendee
 	0,  // [0:3] is the sub-list for field type_name
@@ -1623,7 +1995,7 @@ func file_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agent_proto_rawDesc), len(file_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   24,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

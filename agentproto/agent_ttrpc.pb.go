@@ -26,6 +26,11 @@ type AgentService interface {
 	ReadStderr(context.Context, *ReadStreamRequest) (*ReadStreamResponse, error)
 	ResizeTty(context.Context, *ResizeTtyRequest) (*Empty, error)
 	CloseProcess(context.Context, *ProcessRequest) (*Empty, error)
+	OpenPort(context.Context, *OpenPortRequest) (*OpenPortResponse, error)
+	WritePort(context.Context, *WritePortRequest) (*WritePortResponse, error)
+	ReadPort(context.Context, *ReadPortRequest) (*ReadPortResponse, error)
+	ClosePortWrite(context.Context, *PortRequest) (*Empty, error)
+	ClosePort(context.Context, *PortRequest) (*Empty, error)
 	UpdateInterfaces(context.Context, *UpdateInterfacesRequest) (*Empty, error)
 	UpdateRoutes(context.Context, *UpdateRoutesRequest) (*Empty, error)
 	DestroySandbox(context.Context, *DestroySandboxRequest) (*Empty, error)
@@ -159,6 +164,41 @@ func RegisterAgentService(srv *ttrpc.Server, svc AgentService) {
 					return nil, err
 				}
 				return svc.CloseProcess(ctx, &req)
+			},
+			"OpenPort": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req OpenPortRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.OpenPort(ctx, &req)
+			},
+			"WritePort": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req WritePortRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.WritePort(ctx, &req)
+			},
+			"ReadPort": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req ReadPortRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.ReadPort(ctx, &req)
+			},
+			"ClosePortWrite": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req PortRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.ClosePortWrite(ctx, &req)
+			},
+			"ClosePort": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req PortRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.ClosePort(ctx, &req)
 			},
 			"UpdateInterfaces": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
 				var req UpdateInterfacesRequest
@@ -334,6 +374,46 @@ func (c *agentClient) ResizeTty(ctx context.Context, req *ResizeTtyRequest) (*Em
 func (c *agentClient) CloseProcess(ctx context.Context, req *ProcessRequest) (*Empty, error) {
 	var resp Empty
 	if err := c.client.Call(ctx, "hull.agent.v1.Agent", "CloseProcess", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *agentClient) OpenPort(ctx context.Context, req *OpenPortRequest) (*OpenPortResponse, error) {
+	var resp OpenPortResponse
+	if err := c.client.Call(ctx, "hull.agent.v1.Agent", "OpenPort", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *agentClient) WritePort(ctx context.Context, req *WritePortRequest) (*WritePortResponse, error) {
+	var resp WritePortResponse
+	if err := c.client.Call(ctx, "hull.agent.v1.Agent", "WritePort", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *agentClient) ReadPort(ctx context.Context, req *ReadPortRequest) (*ReadPortResponse, error) {
+	var resp ReadPortResponse
+	if err := c.client.Call(ctx, "hull.agent.v1.Agent", "ReadPort", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *agentClient) ClosePortWrite(ctx context.Context, req *PortRequest) (*Empty, error) {
+	var resp Empty
+	if err := c.client.Call(ctx, "hull.agent.v1.Agent", "ClosePortWrite", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *agentClient) ClosePort(ctx context.Context, req *PortRequest) (*Empty, error) {
+	var resp Empty
+	if err := c.client.Call(ctx, "hull.agent.v1.Agent", "ClosePort", req, &resp); err != nil {
 		return nil, err
 	}
 	return &resp, nil

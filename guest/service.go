@@ -70,6 +70,8 @@ type Service struct {
 	// released are share paths of removed containers that the guest may
 	// still have cached (see sweepReleased).
 	released []string
+	// ports are the forwarded connections (ports.go).
+	ports ports
 
 	destroy   sync.Once
 	destroyed chan struct{}
