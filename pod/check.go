@@ -88,6 +88,13 @@ func CheckHost(cfg Config, hullVersion string) []Check {
 		tun.OK, tun.Detail = true, "/dev/net/tun present"
 	}
 	add(tun)
+	pf := Check{Name: "port forward"}
+	if path, err := exec.LookPath("iptables"); err != nil {
+		pf.Detail, pf.Fix = "iptables missing: kubectl port-forward cannot reach a pod", "apt-get install iptables"
+	} else {
+		pf.OK, pf.Detail = true, path+" redirects localhost in a pod's network namespace to the VM"
+	}
+	add(pf)
 	cg := Check{Name: "cgroups", OK: true}
 	var st unix.Statfs_t
 	if err := unix.Statfs("/sys/fs/cgroup", &st); err == nil && st.Type == unix.CGROUP2_SUPER_MAGIC {

@@ -67,6 +67,9 @@ type Sandbox struct {
 	// serves itself.
 	fsd   *hypervisor.Virtiofsd
 	agent *agentproto.Client
+	// ports forwards the network namespace's localhost to the guest (the
+	// CRI's PortForward); nil without a namespace, or where that failed.
+	ports *PortForwarder
 	log   *slog.Logger
 	// ended receives why the sandbox ended by itself (Ended).
 	endOnce sync.Once
@@ -188,6 +191,17 @@ func StartSandbox(ctx context.Context, o SandboxOptions) (_ *Sandbox, err error)
 			return nil, err
 		}
 		step("guest network")
+	}
+	if o.NetNS != "" {
+		// kubectl port-forward dials localhost in the namespace. A
+		// sandbox that cannot have it still runs: a host without
+		// iptables, a namespace whose lo is down.
+		ports, perr := StartPortForwarder(o.NetNS, s.agent, o.Log)
+		if perr != nil {
+			o.Log.Warn("kubectl port-forward will not reach this sandbox", "sandbox", o.ID, "err", perr)
+		}
+		s.ports = ports
+		step("port forward")
 	}
 	return s, nil
 }
@@ -341,7 +355,10 @@ func (s *Sandbox) Stop(ctx context.Context) error {
 }
 
 func (s *Sandbox) teardown(ctx context.Context) error {
-	var errs []error
+	// Forwarded connections end while the agent still answers, so that
+	// the guest's ends are closed.
+	errs := []error{s.ports.Stop()}
+	s.ports = nil
 	if s.agent != nil && s.vm != nil {
 		select {
 		case <-s.vm.Done():
