@@ -179,11 +179,14 @@ func (r *portRelay) serve(l net.Listener) {
 		defer r.wg.Done()
 		for {
 			c, err := l.Accept()
-			if err != nil {
-				if !errors.Is(err, net.ErrClosed) {
-					r.log.Warn("port forward: accept", "err", err)
-				}
+			if errors.Is(err, net.ErrClosed) {
 				return
+			}
+			if err != nil {
+				// Out of descriptors, say: net/http's pause, then on.
+				r.log.Warn("port forward: accept", "err", err)
+				time.Sleep(100 * time.Millisecond)
+				continue
 			}
 			tc := c.(*net.TCPConn)
 			if !r.track(tc) {

@@ -356,9 +356,13 @@ func (s *Sandbox) Stop(ctx context.Context) error {
 
 func (s *Sandbox) teardown(ctx context.Context) error {
 	// Forwarded connections end while the agent still answers, so that
-	// the guest's ends are closed.
-	errs := []error{s.ports.Stop()}
+	// the guest's ends are closed. A rule that cannot be removed is
+	// reported, not fatal: the namespace is its owner's, who removes it.
+	if err := s.ports.Stop(); err != nil {
+		s.log.Warn("port forward", "sandbox", s.ID, "err", err)
+	}
 	s.ports = nil
+	var errs []error
 	if s.agent != nil && s.vm != nil {
 		select {
 		case <-s.vm.Done():
