@@ -16,6 +16,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/hull-runtime/hull/agentproto"
@@ -53,8 +54,22 @@ var loopbacks = []struct{ network, addr, iptables string }{
 
 // StartPortForwarder forwards the loopback of the network namespace at
 // netns to the guest behind agent, on IPv4 and, where the namespace has
-// ::1, IPv6. It fails when neither can be forwarded.
+// ::1, IPv6. A namespace whose lo is down (one that hull made itself) has
+// no localhost to forward: nil, and no error. It fails when neither
+// address can be forwarded.
 func StartPortForwarder(netns string, agent agentproto.AgentService, log *slog.Logger) (*PortForwarder, error) {
+	var up bool
+	if err := InNetNS(netns, func() error {
+		lo, err := netlink.LinkByName("lo")
+		up = err == nil && lo.Attrs().Flags&net.FlagUp != 0
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("port forward in %s: %w", netns, err)
+	}
+	if !up {
+		log.Debug("port forward: loopback down", "netns", netns)
+		return nil, nil
+	}
 	f := &PortForwarder{netns: netns, relay: newPortRelay(agent, log)}
 	var errs []error
 	for _, lo := range loopbacks {
@@ -74,8 +89,8 @@ func StartPortForwarder(netns string, agent agentproto.AgentService, log *slog.L
 			return nil
 		})
 		if errors.Is(err, unix.EADDRNOTAVAIL) {
-			// No such loopback address (lo down, IPv6 off): nobody can
-			// dial it there either.
+			// No such loopback address (IPv6 off): nobody can dial it
+			// there either.
 			log.Debug("port forward: no loopback address", "netns", netns, "addr", lo.addr)
 			continue
 		}

@@ -291,3 +291,23 @@ func TestPortForwarderInNetNS(t *testing.T) {
 		}
 	}
 }
+
+// A namespace whose loopback is down has no localhost to forward: no
+// forwarder, no error, no rule.
+func TestPortForwarderWithoutLoopback(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: creates a network namespace")
+	}
+	ns := filepath.Join(t.TempDir(), "netns")
+	if err := CreateNetNS(ns); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = RemoveNetNS(ns) })
+	f, err := StartPortForwarder(ns, nil, slog.New(slog.DiscardHandler))
+	if f != nil || err != nil {
+		t.Fatalf("StartPortForwarder = %v, %v; want nil, nil", f, err)
+	}
+	if err := f.Stop(); err != nil {
+		t.Fatalf("Stop of none: %v", err)
+	}
+}

@@ -194,8 +194,8 @@ func StartSandbox(ctx context.Context, o SandboxOptions) (_ *Sandbox, err error)
 	}
 	if o.NetNS != "" {
 		// kubectl port-forward dials localhost in the namespace. A
-		// sandbox that cannot have it still runs: a host without
-		// iptables, a namespace whose lo is down.
+		// sandbox that cannot have it (no iptables on the host) still
+		// runs.
 		ports, perr := StartPortForwarder(o.NetNS, s.agent, o.Log)
 		if perr != nil {
 			o.Log.Warn("kubectl port-forward will not reach this sandbox", "sandbox", o.ID, "err", perr)
