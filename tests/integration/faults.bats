@@ -215,7 +215,9 @@ snapshot() {
   echo "files $(find "$ROOT" | wc -l)"
   echo "monitor-fds $(find /proc/"$(sandbox_info pod monitorPid)"/fd -mindepth 1 | wc -l)"
   echo "qemu-fds $(find /proc/"$(sandbox_info pod qemuPid)"/fd -mindepth 1 | wc -l)"
-  echo "netns $(ip netns list | wc -l)"
+  # The test's own network namespaces (pinned under $T): /run/netns is
+  # every suite's and every CNI's on the machine.
+  echo "netns $(grep -F -- "$T" /proc/self/mountinfo | grep -c ' nsfs ')"
 }
 
 # virtiofsd_fds: how many files the pod's virtiofsd (its sandboxed child)
