@@ -51,6 +51,9 @@ start_containerd() {
     2) _containerd_config_v3 "$dir" > "$dir/containerd.toml"; path=$BUILD:$bindir:$PATH ;;
   esac
   echo "$version" > "$dir/containerd.version"
+  # ctr's namespace, this containerd's own: ctr puts a container's cgroup
+  # at /<namespace>/<id>, which must not meet another run's.
+  echo "hull-$(printf %s "$dir" | sha256sum | cut -c1-12)" > "$dir/namespace"
   # containerd passes its environment on to its shims: HULL_CONFIG reaches
   # hull through the runc shim (containerd-shim-hull-v2 has its ConfigPath),
   # HULL_SHIM_ROOT moves containerd-shim-hull-v2's state from /run/hull-shim.
@@ -72,6 +75,10 @@ start_containerd() {
 # (SIGKILL after 10 s).
 stop_containerd() {
   stop_daemon "$1/containerd.pid" 10
+  # The (empty) parents of its ctr namespace's cgroups.
+  if [ -f "$1/namespace" ]; then
+    rmdir /sys/fs/cgroup/*/"$(cat "$1/namespace")" 2>/dev/null || true
+  fi
 }
 
 # containerd_ctr DIR ARGS... runs the ctr of DIR's containerd version
@@ -79,7 +86,7 @@ stop_containerd() {
 containerd_ctr() {
   local dir=$1 bindir; shift
   bindir=$(containerd_bindir "$(cat "$dir/containerd.version")") || return 1
-  "$bindir/ctr" -a "$dir/containerd.sock" "$@"
+  CONTAINERD_NAMESPACE=$(cat "$dir/namespace") "$bindir/ctr" -a "$dir/containerd.sock" "$@"
 }
 
 _containerd_cni_config() {
@@ -172,8 +179,7 @@ shim_leaks() {
   grep -F -- "$dir/" /proc/self/mountinfo | grep -v -- "$dir/root/" | awk '{print "mount " $5}'
   find "$dir/shim-root" -mindepth 1 -maxdepth 3 -not -path "$dir/shim-root/s" 2>/dev/null | sed 's/^/state /'
   find "$dir/shim-root/s" -mindepth 1 2>/dev/null | sed 's/^/socket /'
-  # ctr puts a container in /<namespace>/<id>.
-  find /sys/fs/cgroup/memory/default -mindepth 1 -maxdepth 1 -type d -newer "$dir/containerd.toml" 2>/dev/null | sed 's/^/cgroup /'
+  find "/sys/fs/cgroup/memory/$(cat "$dir/namespace")" -mindepth 1 -maxdepth 1 -type d 2>/dev/null | sed 's/^/cgroup /'
   true
 }
 
@@ -193,9 +199,9 @@ shim_teardown() {
 }
 
 # import_busybox DIR: a busybox image, docker.io/library/hull-busybox:latest,
-# in DIR's containerd (namespace default, or $2).
+# in DIR's containerd (its ctr namespace, or $2).
 import_busybox() {
-  local dir=$1 ns=${2:-default} rootfs=$1/img a
+  local dir=$1 ns=${2:-$(cat "$1/namespace")} rootfs=$1/img a
   mkdir -p "$rootfs"/{bin,etc,tmp,proc,sys,dev,www}
   cp /bin/busybox "$rootfs/bin/busybox"
   for a in $(/bin/busybox --list); do [ "$a" = busybox ] || ln -sf busybox "$rootfs/bin/$a"; done

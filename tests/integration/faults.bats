@@ -385,13 +385,16 @@ virtiofsd_fds() {
   shim_containerd
   sandbox=(--annotation io.kubernetes.cri.container-type=sandbox --annotation io.kubernetes.cri.sandbox-id=p1)
   app=(--annotation io.kubernetes.cri.container-type=container --annotation io.kubernetes.cri.sandbox-id=p1)
+  sc events > "$T/events" &
+  events=$!
   sc run -d --runtime "$RT" "${sandbox[@]}" "$IMG" p1 sleep 600
   sc run -d --runtime "$RT" "${app[@]}" "$IMG" a1 sleep 600
   # One pod: one shim, one QEMU.
   [ "$(pgrep -fc "containerd-shim-hull-v2 .*$T")" = 1 ]
   [ "$(pgrep -fc "qemu-system.*$T")" = 1 ]
-  sc events > "$T/events" &
-  events=$!
+  # The subscription is live once it has seen a1 start.
+  for _ in $(seq 1 50); do grep -q '/tasks/start.*"a1"' "$T/events" && break; sleep 0.1; done
+  grep -q '/tasks/start.*"a1"' "$T/events"
   kill -9 "$(pgrep -f "qemu-system.*$T")"
   wait_task a1 STOPPED
   wait_task p1 STOPPED

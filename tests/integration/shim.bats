@@ -13,7 +13,7 @@ setup_file() {
   C=$(mktemp -d /tmp/hull-shim.XXXXXX)
   export C
   start_containerd "$C" "${HULL_CONTAINERD:-1}"
-  CTR="$(containerd_bindir "${HULL_CONTAINERD:-1}")/ctr -a $C/containerd.sock"
+  CTR="$(containerd_bindir "${HULL_CONTAINERD:-1}")/ctr -a $C/containerd.sock -n $(cat "$C/namespace")"
   export CTR
   import_busybox "$C"
 }
