@@ -69,9 +69,11 @@ func newSystemdScope(path, id string, dial func(context.Context) (systemdBus, er
 }
 
 // systemdUnit maps a cgroupsPath to the slice and scope runc's systemd
-// driver makes for it: "slice:prefix:name" is "<prefix>-<name>.scope" (or
-// "<name>.scope" with no prefix) in <slice>, system.slice when the slice
-// is empty; an empty path is "hull-<id>.scope" in system.slice.
+// driver makes for it: "slice:prefix:name" is "<prefix>-<name>.scope" in
+// <slice>, system.slice when the slice is empty; an empty path is
+// "hull-<id>.scope" in system.slice. With no prefix the scope is
+// "<name>.scope" (today's runc makes "-<name>.scope"; no caller sends
+// that form).
 func systemdUnit(path, id string) (slice, unit string, err error) {
 	if path == "" {
 		path = ":hull:" + id

@@ -127,7 +127,7 @@ func cleanupPod(dir string, log *slog.Logger) error {
 	if st.NetNS != "" {
 		errs = append(errs, pod.RemoveNetNS(st.NetNS))
 	}
-	if st.CgroupDriver != "" {
+	if st.Cgroup != "" || st.CgroupDriver != "" { // an older shim's state names no driver: cgroupfs
 		if cg, err := pod.NewHostCgroup(st.CgroupDriver, st.Cgroup, st.ID); err == nil {
 			errs = append(errs, cg.Remove())
 		}
