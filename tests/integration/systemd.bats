@@ -162,6 +162,9 @@ pod_config() {
 JSON
 }
 
+# POD_RESOURCES are a pod's, as the kubelet sums them for containerd.
+POD_RESOURCES='{"cpu_quota": 50000, "cpu_period": 100000, "cpu_shares": 256, "memory_limit_in_bytes": 134217728}'
+
 # container_config FILE: a busybox container with a CPU and memory limit.
 container_config() {
   cat > "$1" <<JSON
@@ -344,11 +347,11 @@ pod_bundle() {
   [ -z "$output" ]
 }
 
-@test "containerd's CRI with SystemdCgroup = true (the runc shim running hull): scopes in the pod's slice, QEMU in the sandbox's; nothing left after stopp and rmp" {
+@test "containerd's CRI with SystemdCgroup = true (the runc shim running hull): scopes in the pod's slice, QEMU and the pod's limits in the sandbox's; nothing left after stopp and rmp" {
   local uid=runc$$ slice scope p cid
   slice=kubepods-burstable-pod$uid.slice
   scope=/kubepods.slice/kubepods-burstable.slice/$slice
-  pod_config "$T/pod.json" "$uid"
+  pod_config "$T/pod.json" "$uid" "$POD_RESOURCES"
   container_config "$T/ctr.json"
   p=$(cri runp --runtime hull "$T/pod.json")
   cid=$(cri create "$p" "$T/ctr.json" "$T/pod.json")
@@ -360,6 +363,13 @@ pod_bundle() {
   [[ "$output" == *"CGroup: $scope/cri-containerd-$p.scope"* ]]
   [[ "$output" == *qemu-system-x86_64* ]]
   [[ "$output" == *"__monitor --id $p"* ]]
+  # The pod's size (containerd's sandbox annotations, from the kubelet's
+  # PodSandboxConfig) is the sandbox scope's limits.
+  run sd systemctl show -p CPUQuotaPerSecUSec,MemoryLimit,CPUShares "cri-containerd-$p.scope"
+  echo "$output"
+  [[ "$output" == *"CPUQuotaPerSecUSec=500ms"* ]]
+  [[ "$output" == *"CPUShares=256"* ]]
+  [[ "$output" != *"MemoryLimit=infinity"* ]]
   # The app container's own scope holds its proxy; it runs in the pod's VM.
   run sd systemctl status --no-pager --lines 0 "cri-containerd-$cid.scope"
   [[ "$output" == *"CGroup: $scope/cri-containerd-$cid.scope"* ]]
@@ -375,11 +385,11 @@ pod_bundle() {
   [ -z "$output" ]
 }
 
-@test "containerd's CRI through hull's shim: a .slice parent makes the pod's scope, holding the shim and QEMU; kill -9 of the shim: containerd's cleanup leaves nothing" {
+@test "containerd's CRI through hull's shim: a .slice parent makes the pod's scope, holding the shim and QEMU with the pod's limits; kill -9 of the shim: containerd's cleanup leaves nothing" {
   local uid=shim$$ slice scope p cid shim
   slice=kubepods-burstable-pod$uid.slice
   scope=/kubepods.slice/kubepods-burstable.slice/$slice
-  pod_config "$T/pod.json" "$uid"
+  pod_config "$T/pod.json" "$uid" "$POD_RESOURCES"
   container_config "$T/ctr.json"
   p=$(cri runp --runtime hull-v2 "$T/pod.json")
   cid=$(cri create "$p" "$T/ctr.json" "$T/pod.json")
@@ -391,16 +401,24 @@ pod_bundle() {
   [[ "$output" == *"CGroup: $scope/cri-containerd-$p.scope"* ]]
   [[ "$output" == *"containerd-shim-hull-v2 -namespace k8s.io"* ]]
   [[ "$output" == *qemu-system-x86_64* ]]
-  # containerd gives the sandbox container no limits (the pod's are on the
-  # kubelet's slice): the scope has none either.
-  run sd systemctl show -p Delegate,Slice,MemoryLimit "cri-containerd-$p.scope"
+  run sd systemctl show -p Delegate,Slice,CPUQuotaPerSecUSec,MemoryLimit,CPUShares "cri-containerd-$p.scope"
   echo "$output"
   [[ "$output" == *"Delegate=yes"* ]]
   [[ "$output" == *"Slice=$slice"* ]]
-  [[ "$output" == *"MemoryLimit=infinity"* ]]
+  [[ "$output" == *"CPUQuotaPerSecUSec=500ms"* ]]
+  [[ "$output" == *"CPUShares=256"* ]]
+  [[ "$output" != *"MemoryLimit=infinity"* ]]
   run cri exec "$cid" uname -r
   [ "$output" != "$(uname -r)" ]
 
+  # What the shim's death would strand in the scope: containerd's cleanup
+  # (containerd-shim-hull-v2 delete) must stop the scope, and so end it.
+  local stray
+  # shellcheck disable=SC2016 # the container's shell expands them
+  stray=$(sd sh -c 'sh -c "sleep 600; :" "stray $1" >/dev/null 2>&1 & echo $!' sh "$C")
+  sd busctl call org.freedesktop.systemd1 /org/freedesktop/systemd1 org.freedesktop.systemd1.Manager \
+    AttachProcessesToUnit ssau "cri-containerd-$p.scope" "" 1 "$stray"
+  [ "$(scope_of "$stray")" = "$scope/cri-containerd-$p.scope" ]
   shim=$(pgrep -f -- "containerd-shim-hull-v2 .*-id $p")
   kill -9 "$shim"
   cri stopp "$p"
