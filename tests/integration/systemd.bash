@@ -18,6 +18,14 @@ sd() { nsenter -t "$SD_LEADER" -a "$@"; }
 # its tree below, not in the host's, and sd_stop can remove all of it.
 sd_enter_cgroups() {
   local h base cur line
+  if [ "$(stat -f -c %T /sys/fs/cgroup)" = cgroup2fs ]; then # unified: one tree
+    cur=$(sed -n 's/^0:://p' /proc/self/cgroup)
+    line=/sys/fs/cgroup${cur%/}/$1
+    mkdir -p "$line"
+    echo "$line" >> "$SD/cgdirs"
+    echo "$BASHPID" > "$line/cgroup.procs"
+    return
+  fi
   for h in /sys/fs/cgroup/*/; do
     h=${h%/}; base=${h##*/}
     [ -L "$h" ] || [ ! -f "$h/cgroup.procs" ] && continue

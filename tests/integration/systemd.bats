@@ -1,13 +1,14 @@
 #!/usr/bin/env bats
 # hull's systemd cgroup driver against a real systemd: this host has none
 # as PID 1, so the suite boots Debian 12's in a container (systemd.bash)
-# and runs hull, QEMU and conmon inside it. conmon gets CRI-O's arguments
-# under cgroup_manager = "systemd" (--systemd-cgroup, cgroupsPath
-# "slice:crio:ID"); the runc-shim's command line gets containerd's
-# (SystemdCgroup = true, "slice:cri-containerd:ID"). Each container's scope
-# must be that systemd's, hold QEMU and the proxies, carry the limits as
-# its properties (and in the kernel), and be gone with every cgroup
-# directory of it after the delete, a crash's included.
+# and runs hull, QEMU, conmon and containerd inside it. conmon gets CRI-O's
+# arguments under cgroup_manager = "systemd" (--systemd-cgroup, cgroupsPath
+# "slice:crio:ID"); the CLI gets the runc shim's command line under
+# SystemdCgroup = true ("slice:cri-containerd:ID"), directly and through
+# containerd's CRI; hull's shim gets a pod whose parent is a .slice. Each
+# scope must be that systemd's, hold QEMU and the proxies (or the shim),
+# carry the limits as its properties (and in the kernel), and be gone with
+# every cgroup directory of it after the delete, a crash's included.
 
 load helpers
 load systemd
@@ -57,9 +58,9 @@ teardown() {
   fi
 }
 
-# hull and crio run the CLI inside the container, as CRI-O and the runc
-# shim would there (without --systemd-cgroup: the state remembers the
-# driver); hull_systemd is create's command line with it.
+# hull runs the CLI inside the container, as CRI-O and the runc shim would
+# there (without --systemd-cgroup: the state remembers the driver);
+# hull_systemd is create's command line, with it.
 hull() { sd "$HULL_BIN" --root "$ROOT" "$@"; }
 hull_systemd() { sd "$HULL_BIN" --root "$ROOT" --systemd-cgroup "$@"; }
 
