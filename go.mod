@@ -7,7 +7,9 @@ require (
 	github.com/containerd/console v1.0.5
 	github.com/containerd/go-runc v1.2.1
 	github.com/containerd/ttrpc v1.2.10
+	github.com/coreos/go-systemd/v22 v22.7.0
 	github.com/digitalocean/go-qemu v0.0.0-20250212194115-ee9b0668d242
+	github.com/godbus/dbus/v5 v5.2.4
 	github.com/mdlayher/vsock v1.4.0
 	github.com/opencontainers/runtime-spec v1.3.0
 	github.com/urfave/cli/v2 v2.27.7

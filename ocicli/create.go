@@ -49,6 +49,10 @@ func (r *Runtime) Create(ctx context.Context, req CreateRequest) (err error) {
 	if !spec.Process.Terminal && req.ConsoleSocket != "" {
 		return errors.New("cannot use console socket if runc will not detach or allocate tty")
 	}
+	cgroups, err := pod.CLICgroupDriver(r.SystemdCgroup)
+	if err != nil {
+		return err
+	}
 	place, err := r.Place(req.ID, spec)
 	if err != nil {
 		return fmt.Errorf("create container %s: %w", req.ID, err)
@@ -62,7 +66,7 @@ func (r *Runtime) Create(ctx context.Context, req CreateRequest) (err error) {
 	}
 	st := &ContainerState{ID: req.ID, Bundle: bundle, Rootfs: pod.InBundle(bundle, spec.Root.Path), SandboxID: sid,
 		Status: pod.Creating, Created: time.Now().UTC(), Owner: currentUser(), Annotations: spec.Annotations,
-		CgroupsPath: cgroupsPath(spec)}
+		CgroupsPath: cgroupsPath(spec), CgroupDriver: cgroups.Driver}
 	var cleanups []func()
 	defer func() {
 		if err != nil {
@@ -79,7 +83,7 @@ func (r *Runtime) Create(ctx context.Context, req CreateRequest) (err error) {
 	if err := r.Store.SaveSpec(req.ID, config); err != nil {
 		return err
 	}
-	cg, err := pod.NewHostCgroup(st.CgroupsPath)
+	cg, err := pod.NewHostCgroup(st.CgroupDriver, st.CgroupsPath, req.ID)
 	if err != nil {
 		return err
 	}
@@ -91,7 +95,8 @@ func (r *Runtime) Create(ctx context.Context, req CreateRequest) (err error) {
 	if err := cg.Create(limits, vmMem); err != nil {
 		return err
 	}
-	// Last to run: the cgroup empties as the processes above are killed.
+	// Last to run: the cgroup empties as the processes below are killed
+	// (with systemd, the scope starts with the proxy, its first process).
 	cleanups = append([]func(){func() { _ = cg.Remove() }}, cleanups...)
 	nsPath, newNS, err := r.netnsOf(spec, place)
 	if err != nil {
@@ -122,7 +127,7 @@ func (r *Runtime) Create(ctx context.Context, req CreateRequest) (err error) {
 	// The proxy starts first, in the container's network namespace: its PID
 	// is the container's for the hooks, and Docker's prestart hook enters
 	// that PID's namespace to plug the veth in before the VM takes it over.
-	proxy, err := r.spawnProxy(ProxySpec{SandboxID: sid, ID: req.ID, Terminal: spec.Process.Terminal, Stdio: stdio, NetNS: nsPath, Cgroup: st.CgroupsPath})
+	proxy, err := r.spawnProxy(ProxySpec{SandboxID: sid, ID: req.ID, Terminal: spec.Process.Terminal, Stdio: stdio, NetNS: nsPath, Cgroup: cg})
 	if err != nil {
 		return err
 	}
@@ -140,7 +145,7 @@ func (r *Runtime) Create(ctx context.Context, req CreateRequest) (err error) {
 	if owner {
 		// Registered first: a monitor that failed still leaves its traces.
 		cleanups = append(cleanups, func() { _ = r.destroySandbox(context.Background(), sid) })
-		if err := r.spawnMonitor(ctx, sid, spec, nsPath, st.CgroupsPath); err != nil {
+		if err := r.spawnMonitor(ctx, sid, spec, nsPath, st); err != nil {
 			return err
 		}
 	}

@@ -108,7 +108,11 @@ func (r *Runtime) execDetached(st *ContainerState, req ExecRequest, eid string, 
 		defer slave.Close()
 		stdio = [3]*os.File{slave, slave, slave}
 	}
-	proxy, err := r.spawnProxy(ProxySpec{SandboxID: st.SandboxID, ID: req.ID, ExecID: eid, Terminal: req.Process.Terminal, Stdio: stdio, Cgroup: st.CgroupsPath})
+	cg, err := pod.NewHostCgroup(st.CgroupDriver, st.CgroupsPath, st.ID)
+	if err != nil {
+		return err
+	}
+	proxy, err := r.spawnProxy(ProxySpec{SandboxID: st.SandboxID, ID: req.ID, ExecID: eid, Terminal: req.Process.Terminal, Stdio: stdio, Cgroup: cg})
 	if err != nil {
 		return err
 	}

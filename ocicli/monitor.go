@@ -58,9 +58,11 @@ type MonitorOptions struct {
 	// Ready receives "ok\n" once the sandbox serves, or the error that
 	// stopped it; it is closed either way.
 	Ready *os.File
-	// Cgroup is the cgroupsPath the monitor (and so QEMU) runs in.
-	Cgroup string
-	Log    *slog.Logger
+	// Cgroup is the cgroupsPath the monitor (and so QEMU) runs in, made by
+	// CgroupDriver.
+	Cgroup       string
+	CgroupDriver pod.CgroupDriver
+	Log          *slog.Logger
 }
 
 // RunMonitor is the long-lived process of one sandbox: it boots the VM, owns
@@ -84,7 +86,7 @@ func RunMonitor(ctx context.Context, o MonitorOptions) (err error) {
 	// Sockets and logs of the sandbox (QEMU's too) are the owner's alone.
 	syscall.Umask(0o077)
 	// Before any child: QEMU must start inside the sandbox's cgroup.
-	if err := pod.JoinCgroup(o.Cgroup); err != nil {
+	if err := pod.JoinCgroup(o.CgroupDriver, o.Cgroup, o.Sandbox.ID); err != nil {
 		return err
 	}
 	// Published first, so that a delete racing a half-booted sandbox can

@@ -257,7 +257,7 @@ func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
 			return fmt.Errorf("delete %s: %w", id, err)
 		}
 	}
-	if cg, err := pod.NewHostCgroup(st.CgroupsPath); err == nil {
+	if cg, err := pod.NewHostCgroup(st.CgroupDriver, st.CgroupsPath, id); err == nil {
 		if err := cg.Remove(); err != nil {
 			r.Log.Warn("remove cgroup", "container", id, "err", err)
 		}

@@ -32,6 +32,9 @@ type Runtime struct {
 	// ShimRoot is the containerd shim's state root, whose containers
 	// list and state show too ("" for none).
 	ShimRoot string
+	// SystemdCgroup is --systemd-cgroup: create asks systemd for each
+	// container's host cgroup (see pod.CLICgroupDriver).
+	SystemdCgroup bool
 }
 
 // Hidden subcommands that run a sandbox monitor and a process proxy.
@@ -72,7 +75,7 @@ func OCIState(st *ContainerState) specs.State {
 }
 
 // spawnMonitor starts the monitor of a new sandbox and waits until it serves.
-func (r *Runtime) spawnMonitor(ctx context.Context, sid string, spec *specs.Spec, netns, cgroup string) error {
+func (r *Runtime) spawnMonitor(ctx context.Context, sid string, spec *specs.Spec, netns string, st *ContainerState) error {
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		return err
@@ -80,7 +83,8 @@ func (r *Runtime) spawnMonitor(ctx context.Context, sid string, spec *specs.Spec
 	defer pr.Close()
 	vcpus, mem := pod.SizeVM(r.Config.Hypervisor, spec)
 	args := append(append([]string{}, r.ChildArgs...), MonitorCommand, "--id", sid,
-		"--vcpus", fmt.Sprint(vcpus), "--memory", fmt.Sprint(mem), "--netns", netns, "--cgroup", cgroup)
+		"--vcpus", fmt.Sprint(vcpus), "--memory", fmt.Sprint(mem), "--netns", netns,
+		"--cgroup", st.CgroupsPath, "--cgroup-driver", string(st.CgroupDriver))
 	cmd := exec.Command(r.Self, args...)
 	cmd.ExtraFiles = []*os.File{pw}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -127,8 +131,8 @@ type ProxySpec struct {
 	Stdio [3]*os.File
 	// NetNS is the network namespace the proxy lives in ("" for hull's).
 	NetNS string
-	// Cgroup is the cgroupsPath the proxy is put in.
-	Cgroup string
+	// Cgroup is the host cgroup the proxy is put in (nil for none).
+	Cgroup *pod.HostCgroup
 }
 
 // Proxy is a started proxy, waiting for Go before it relays.
@@ -160,10 +164,6 @@ func (p *Proxy) Kill() {
 // container joining them by path joins this one in the guest (see
 // pod.PlanNamespaces).
 func (r *Runtime) spawnProxy(p ProxySpec) (*Proxy, error) {
-	cg, err := pod.NewHostCgroup(p.Cgroup)
-	if err != nil {
-		return nil, err
-	}
 	args := append(append([]string{}, r.ChildArgs...), ProxyCommand, "--sandbox", p.SandboxID, "--id", p.ID)
 	if p.ExecID != "" {
 		args = append(args, "--exec", p.ExecID)
@@ -209,7 +209,7 @@ func (r *Runtime) spawnProxy(p ProxySpec) (*Proxy, error) {
 	proxy := &Proxy{Ref: ref, gate: gateW}
 	// From here, not by the proxy itself: in its own cgroup namespace it
 	// may not be allowed to move (cgroup v2 checks the namespace's root).
-	if err := cg.Add(pid); err != nil {
+	if err := p.Cgroup.Add(pid); err != nil {
 		proxy.Kill()
 		return nil, fmt.Errorf("start proxy of %s: %w", p.ID, err)
 	}

@@ -48,6 +48,8 @@ type ContainerState struct {
 	// CgroupsPath is the spec's linux.cgroupsPath, which holds the host
 	// processes of the container (and of its sandbox, for the owner).
 	CgroupsPath string `json:"cgroupsPath,omitempty"`
+	// CgroupDriver made that cgroup ("" in older state: cgroupfs).
+	CgroupDriver pod.CgroupDriver `json:"cgroupDriver,omitempty"`
 	// NetNS is the network namespace the container's proxy lives in: its
 	// sandbox's.
 	NetNS string `json:"netns,omitempty"`

@@ -3,6 +3,7 @@ package pod
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -55,8 +56,8 @@ func TestHostCgroupCPULimits(t *testing.T) {
 
 	cpu := fakeCgroupDir(t, "cpu.shares", "cpu.cfs_quota_us", "cpu.cfs_period_us")
 	cpuset := fakeCgroupDir(t, "cpuset.cpus", "cpuset.mems")
-	v1 := &HostCgroup{dirs: []string{cpu, cpuset}}
-	if err := v1.limitCPU(res.CPU); err != nil {
+	v1 := &cgroupfs{dirs: []string{cpu, cpuset}}
+	if err := v1.limitCPU(hostLimitsFor(res, 256)); err != nil {
 		t.Fatal(err)
 	}
 	for dir, want := range map[string]map[string]string{
@@ -71,8 +72,8 @@ func TestHostCgroupCPULimits(t *testing.T) {
 	}
 
 	unified := fakeCgroupDir(t, "cpu.weight", "cpu.max", "cpuset.cpus", "cpuset.mems")
-	v2 := &HostCgroup{dirs: []string{unified}, unified: true}
-	if err := v2.limitCPU(res.CPU); err != nil {
+	v2 := &cgroupfs{dirs: []string{unified}, unified: true}
+	if err := v2.limitCPU(hostLimitsFor(res, 256)); err != nil {
 		t.Fatal(err)
 	}
 	for f, want := range map[string]string{"cpu.weight": "20", "cpuset.cpus": "0", "cpuset.mems": "0"} {
@@ -119,5 +120,81 @@ func TestFillCpuset(t *testing.T) {
 		if got := readControl(t, dir, "cpuset.mems"); got != want[1] {
 			t.Errorf("%s cpuset.mems = %q, want %q", dir, got, want[1])
 		}
+	}
+}
+
+func TestIsSystemdPath(t *testing.T) {
+	for path, want := range map[string]bool{
+		"kubepods-burstable-pod1.slice:crio:abc": true,
+		"test.slice:cri-containerd:abc":          true,
+		":docker:abc":                            true,
+		"system.slice::abc":                      true,
+		"/kubepods/pod1/c1":                      false,
+		"kubepods/c1":                            false,
+		"":                                       false,
+		"test.slice:abc":                         false,
+		"a:b:c":                                  false,
+		"/test.slice:crio:abc":                   false,
+	} {
+		if got := IsSystemdPath(path); got != want {
+			t.Errorf("IsSystemdPath(%q) = %v, want %v", path, got, want)
+		}
+	}
+}
+
+// The CLI's driver is runc's: systemd only when asked, and refused without
+// systemd; the shim's follows a systemd-form path where systemd is PID 1
+// (Kata's rule).
+func TestCgroupDriverChoice(t *testing.T) {
+	for _, tc := range []struct {
+		flag, booted bool
+		want         CgroupDriver
+		why          string
+	}{
+		{false, false, Cgroupfs, "no --systemd-cgroup (systemd is not PID 1 here)"},
+		{false, true, Cgroupfs, "no --systemd-cgroup (systemd is PID 1, but the caller uses cgroupfs)"},
+		{true, true, Systemd, "--systemd-cgroup given, and systemd is PID 1"},
+	} {
+		got, err := cliCgroupDriver(tc.flag, tc.booted)
+		if err != nil || got.Driver != tc.want || got.Why != tc.why {
+			t.Errorf("CLI, flag %v, booted %v: %v (%q), %v; want %v (%q)", tc.flag, tc.booted, got.Driver, got.Why, err, tc.want, tc.why)
+		}
+	}
+	if _, err := cliCgroupDriver(true, false); err == nil || !strings.HasPrefix(err.Error(), "--systemd-cgroup: systemd is not running on this host") {
+		t.Errorf("--systemd-cgroup where systemd is not PID 1: %v", err)
+	}
+	for _, tc := range []struct {
+		path   string
+		booted bool
+		want   CgroupDriver
+		why    string
+	}{
+		{"kubepods-pod1.slice:cri-containerd:p1", true, Systemd, "cgroupsPath in systemd form (slice:prefix:name), and systemd is PID 1"},
+		{"kubepods-pod1.slice:cri-containerd:p1", false, Cgroupfs, "cgroupsPath in systemd form, but systemd is not PID 1 here: one directory of that name"},
+		{"/k8s.io/p1", true, Cgroupfs, "cgroupsPath not in systemd form"},
+		{"", true, Cgroupfs, "cgroupsPath not in systemd form"},
+	} {
+		if got := shimCgroupDriver(tc.path, tc.booted); got.Driver != tc.want || got.Why != tc.why {
+			t.Errorf("shim, %q, booted %v: %v (%q); want %v (%q)", tc.path, tc.booted, got.Driver, got.Why, tc.want, tc.why)
+		}
+	}
+}
+
+func TestNewHostCgroupDrivers(t *testing.T) {
+	if cg, err := NewHostCgroup(Cgroupfs, "", "c1"); cg != nil || err != nil {
+		t.Errorf("cgroupfs, no path: %v, %v; want no cgroup", cg, err)
+	}
+	if cg, err := NewHostCgroup(Systemd, "", "c1"); err != nil || cg.driver.(*systemdScope).unit != "hull-c1.scope" {
+		t.Errorf("systemd, no path: %v, %v; want runc's default scope", cg, err)
+	}
+	if _, err := NewHostCgroup(Systemd, "/kubepods/c1", "c1"); err == nil || !strings.Contains(err.Error(), "slice:prefix:name") {
+		t.Errorf("systemd, a cgroupfs path: %v", err)
+	}
+	if _, err := NewHostCgroup("lxc", "/a", "c1"); err == nil {
+		t.Error("an unknown driver was taken")
+	}
+	var none *HostCgroup
+	if none.Create(nil, 1) != nil || none.Add(1) != nil || none.Remove() != nil {
+		t.Error("no cgroup is not a no-op")
 	}
 }

@@ -25,8 +25,8 @@ type Check struct {
 }
 
 // CheckHost tells whether this host can run hull (of version hullVersion)
-// with cfg, and why not.
-func CheckHost(cfg Config, hullVersion string) []Check {
+// with cfg, and why not; systemdCgroup is the CLI's --systemd-cgroup.
+func CheckHost(cfg Config, hullVersion string, systemdCgroup bool) []Check {
 	h := cfg.Hypervisor
 	var out []Check
 	add := func(c Check) { out = append(out, c) }
@@ -103,6 +103,7 @@ func CheckHost(cfg Config, hullVersion string) []Check {
 		cg.Detail = "cgroup v1"
 	}
 	add(cg)
+	add(checkCgroupDriver(systemdCgroup))
 	mem := Check{Name: "memory", Required: true}
 	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
 		var avail int
@@ -159,4 +160,22 @@ func guestImageFile(h HypervisorConfig, name string) ([]byte, error) {
 		return os.ReadFile(filepath.Join(h.GuestRoot, name))
 	}
 	return InitrdFile(h.Initrd, name)
+}
+
+// checkCgroupDriver tells which cgroup driver the CLI will use and why, and
+// the shim's rule beside it.
+func checkCgroupDriver(systemdCgroup bool) Check {
+	c := Check{Name: "cgroup driver", Required: true}
+	choice, err := CLICgroupDriver(systemdCgroup)
+	if err != nil {
+		c.Detail, c.Fix = err.Error(), "drop --systemd-cgroup (CRI-O: cgroup_manager = \"cgroupfs\"; containerd: SystemdCgroup = false), or run on a host that systemd booted"
+		return c
+	}
+	shim := "cgroupfs"
+	if SystemdBooted() {
+		shim = "systemd"
+	}
+	c.OK = true
+	c.Detail = fmt.Sprintf("%s: %s; the containerd shim uses %s for a cgroupsPath in systemd form", choice.Driver, choice.Why, shim)
+	return c
 }

@@ -28,9 +28,10 @@ func Features() *features.Features {
 		Linux: &features.Linux{
 			Namespaces: ns,
 			// NewHostCgroup: cgroupfs paths on v1 hierarchies or the
-			// unified v2 one; a path in systemd form as runc's cgroupfs driver
-			// takes it (one directory); the systemd driver it refuses.
-			Cgroup: &features.Cgroup{V1: &yes, V2: &yes, Systemd: &no, SystemdUser: &no},
+			// unified v2 one (a path in systemd form as runc's cgroupfs
+			// driver takes it, one directory); with --systemd-cgroup, a
+			// transient scope of the system's systemd. No user instance.
+			Cgroup: &features.Cgroup{V1: &yes, V2: &yes, Systemd: &yes, SystemdUser: &no},
 			// The runtime in the guest loads the spec's filter.
 			Seccomp: &features.Seccomp{Enabled: &yes},
 		},

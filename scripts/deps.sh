@@ -10,7 +10,8 @@ apt-get install -y -q --no-install-recommends \
   linux-source-6.1 qemu-system-x86 busybox-static runc crun \
   bats shellcheck jq socat curl iproute2 iptables ca-certificates git \
   conmon docker.io containerd containernetworking-plugins \
-  podman catatonit netavark
+  podman catatonit netavark \
+  debootstrap systemd-container
 export PATH=$PATH:/usr/local/go/bin
 if ! command -v go >/dev/null 2>&1; then
   if [ -x /usr/local/go/bin/go ]; then
@@ -27,5 +28,8 @@ fi
 # containerd 2.x beside Debian's 1.6 for the CRI suites (not packaged in
 # Debian 12): built once from the Go module proxy, then cached.
 bash "$(dirname "$0")/containerd2.sh" >/dev/null
+# The Debian tree systemd.bats boots with systemd-nspawn (this host has no
+# systemd as PID 1): debootstrapped once, then cached.
+bash "$(dirname "$0")/systemd-rootfs.sh" >/dev/null
 # The unprivileged user QEMU runs as (hypervisor.qemu_user).
 bash "$(dirname "$0")/qemu-user.sh"

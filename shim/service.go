@@ -282,8 +282,8 @@ func (s *Service) startSandbox(ctx context.Context, req *taskapi.CreateTaskReque
 	s.state.Shim = self
 	defer func() {
 		if err != nil {
-			if s.state.Cgroup != "" {
-				_ = leaveCgroup()
+			if s.state.CgroupDriver != "" {
+				_ = pod.LeaveCgroups()
 			}
 			_ = cleanupPod(s.dir, s.o.Log)
 		}
@@ -292,21 +292,8 @@ func (s *Service) startSandbox(ctx context.Context, req *taskapi.CreateTaskReque
 		return err
 	}
 	vcpus, mem := pod.SizeVM(cfg.Hypervisor, spec)
-	if spec.Linux != nil && spec.Linux.CgroupsPath != "" {
-		cg, err := pod.NewHostCgroup(spec.Linux.CgroupsPath)
-		if err != nil {
-			return err
-		}
-		s.state.Cgroup = spec.Linux.CgroupsPath
-		if err := writePodState(s.dir, &s.state); err != nil {
-			return err
-		}
-		if err := cg.Create(pod.SandboxResources(spec), mem); err != nil {
-			return err
-		}
-		if err := cg.Add(os.Getpid()); err != nil {
-			return err
-		}
+	if err := s.joinPodCgroup(spec, mem); err != nil {
+		return err
 	}
 	netns, err := s.netns(spec)
 	if err != nil {
@@ -333,6 +320,32 @@ func (s *Service) startSandbox(ctx context.Context, req *taskapi.CreateTaskReque
 	s.o.Log.Info("sandbox ready", "pod", s.o.ID, "accel", sb.Accel.Name, "qemu", sb.VM().PID(), "timings", sb.Timings)
 	go s.watch(sb)
 	return nil
+}
+
+// joinPodCgroup makes the pod's host cgroup, sized for a VM of vmMemMiB,
+// and moves the shim into it, so that QEMU starts inside: a cgroupfs
+// directory at the spec's cgroupsPath, or a systemd scope (see
+// pod.ShimCgroupDriver for which). The pod state names it first, for a
+// delete after a crash.
+func (s *Service) joinPodCgroup(spec *specs.Spec, vmMemMiB int) error {
+	var path string
+	if spec.Linux != nil {
+		path = spec.Linux.CgroupsPath
+	}
+	choice := pod.ShimCgroupDriver(path)
+	cg, err := pod.NewHostCgroup(choice.Driver, path, s.o.ID)
+	if err != nil || cg == nil {
+		return err
+	}
+	s.o.Log.Info("pod cgroup", "pod", s.o.ID, "cgroupsPath", path, "driver", choice.Driver, "why", choice.Why)
+	s.state.Cgroup, s.state.CgroupDriver = path, choice.Driver
+	if err := writePodState(s.dir, &s.state); err != nil {
+		return err
+	}
+	if err := cg.Create(pod.SandboxResources(spec), vmMemMiB); err != nil {
+		return err
+	}
+	return cg.Add(os.Getpid())
 }
 
 // netns is the network namespace the pod's VM takes over: the spec's path
@@ -610,7 +623,7 @@ func (s *Service) Delete(ctx context.Context, req *taskapi.DeleteRequest) (*task
 func (s *Service) stopSandbox() {
 	s.mu.Lock()
 	sb := s.sb
-	joined := s.state.Cgroup != ""
+	joined := s.state.CgroupDriver != ""
 	already := s.stopped
 	s.stopped = true
 	s.mu.Unlock()
@@ -623,7 +636,7 @@ func (s *Service) stopSandbox() {
 		}
 	}
 	if joined {
-		if err := leaveCgroup(); err != nil {
+		if err := pod.LeaveCgroups(); err != nil {
 			s.o.Log.Warn("leave pod cgroup", "pod", s.o.ID, "err", err)
 		}
 	}
@@ -637,10 +650,6 @@ func (s *Service) isStopped() bool {
 	defer s.mu.Unlock()
 	return s.stopped
 }
-
-// leaveCgroup moves the shim back to the root cgroup, so that the pod's
-// cgroup, which it joined, can be removed.
-func leaveCgroup() error { return pod.JoinCgroup("/") }
 
 // Kill signals a process, or with all every process of the container.
 func (s *Service) Kill(ctx context.Context, req *taskapi.KillRequest) (*emptypb.Empty, error) {

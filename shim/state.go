@@ -63,8 +63,10 @@ type podState struct {
 	Shim      pod.ProcessRef  `json:"shim"`
 	QEMU      *pod.ProcessRef `json:"qemu,omitempty"`
 	Virtiofsd *pod.ProcessRef `json:"virtiofsd,omitempty"`
-	// Cgroup is the host cgroupsPath the shim made for the pod.
-	Cgroup string `json:"cgroup,omitempty"`
+	// Cgroup is the host cgroupsPath the shim made for the pod, and
+	// CgroupDriver what made it ("" when the shim made none).
+	Cgroup       string           `json:"cgroup,omitempty"`
+	CgroupDriver pod.CgroupDriver `json:"cgroupDriver,omitempty"`
 	// NetNS is a network namespace the shim made (not one it was given).
 	NetNS string `json:"netns,omitempty"`
 }
@@ -125,8 +127,8 @@ func cleanupPod(dir string, log *slog.Logger) error {
 	if st.NetNS != "" {
 		errs = append(errs, pod.RemoveNetNS(st.NetNS))
 	}
-	if st.Cgroup != "" {
-		if cg, err := pod.NewHostCgroup(st.Cgroup); err == nil {
+	if st.Cgroup != "" || st.CgroupDriver != "" { // an older shim's state names no driver: cgroupfs
+		if cg, err := pod.NewHostCgroup(st.CgroupDriver, st.Cgroup, st.ID); err == nil {
 			errs = append(errs, cg.Remove())
 		}
 	}

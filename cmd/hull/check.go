@@ -17,7 +17,7 @@ var checkCommand = &cli.Command{
 			return err
 		}
 		failed := 0
-		for _, ch := range pod.CheckHost(rt.Config, version) {
+		for _, ch := range pod.CheckHost(rt.Config, version, c.Bool("systemd-cgroup")) {
 			mark := "ok  "
 			if !ch.OK {
 				mark = "warn"

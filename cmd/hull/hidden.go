@@ -19,6 +19,7 @@ var monitorCommand = &cli.Command{
 		&cli.IntFlag{Name: "memory"},
 		&cli.StringFlag{Name: "netns"},
 		&cli.StringFlag{Name: "cgroup"},
+		&cli.StringFlag{Name: "cgroup-driver"},
 	},
 	Action: func(c *cli.Context) error {
 		rt, err := newRuntime(c, true)
@@ -32,9 +33,10 @@ var monitorCommand = &cli.Command{
 			Store: rt.Store,
 			Sandbox: pod.SandboxOptions{ID: id, Dir: rt.Store.SandboxDir(id), Config: rt.Config,
 				VCPUs: c.Int("vcpus"), MemoryMiB: c.Int("memory"), NetNS: c.String("netns"), Log: rt.Log},
-			Ready:  ready,
-			Cgroup: c.String("cgroup"),
-			Log:    rt.Log,
+			Ready:        ready,
+			Cgroup:       c.String("cgroup"),
+			CgroupDriver: pod.CgroupDriver(c.String("cgroup-driver")),
+			Log:          rt.Log,
 		})
 	},
 }

@@ -21,7 +21,7 @@ func main() {
 			&cli.StringFlag{Name: "log", Usage: "append log lines (and errors) to this file"},
 			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "log format: text or json"},
 			&cli.BoolFlag{Name: "debug", Usage: "log debug messages"},
-			&cli.BoolFlag{Name: "systemd-cgroup", Usage: "use systemd for cgroups (not supported)"},
+			&cli.BoolFlag{Name: "systemd-cgroup", Usage: "ask systemd for each container's host cgroup (a transient scope named by cgroupsPath, slice:prefix:name)"},
 			&cli.StringFlag{Name: "config", Usage: "configuration file (default: $HULL_CONFIG, /etc/hull/configuration.toml, installed default)"},
 		},
 		Commands: []*cli.Command{

@@ -18,11 +18,6 @@ import (
 
 // before checks the global flags every command shares.
 func before(c *cli.Context) error {
-	if c.Bool("systemd-cgroup") {
-		if _, err := os.Stat("/run/systemd/system"); err != nil {
-			return errors.New("--systemd-cgroup: systemd is not running on this host; hull manages cgroups itself (drop the flag)")
-		}
-	}
 	switch c.String("log-format") {
 	case "text", "json":
 	default:
@@ -85,7 +80,7 @@ func newRuntime(c *cli.Context, quiet bool) (*ocicli.Runtime, error) {
 		child = append(child, "--debug")
 	}
 	return &ocicli.Runtime{Store: &ocicli.Store{Root: root}, Config: cfg, Self: self, ChildArgs: child, Log: logger(c, quiet),
-		ShimRoot: pod.ShimRoot(os.Getenv(pod.ShimRootEnv))}, nil
+		ShimRoot: pod.ShimRoot(os.Getenv(pod.ShimRootEnv)), SystemdCgroup: c.Bool("systemd-cgroup")}, nil
 }
 
 // fail reports err as runc does: one line on stderr and, with --log, an

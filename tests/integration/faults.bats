@@ -332,7 +332,7 @@ virtiofsd_fds() {
   run hull check
   echo "$output"
   [ "$status" -eq 0 ]
-  for what in qemu virtiofsd kvm "guest kernel" "guest image" "agent version" vhost-vsock tun cgroups memory; do
+  for what in qemu virtiofsd kvm "guest kernel" "guest image" "agent version" vhost-vsock tun cgroups "cgroup driver" memory; do
     [[ "$output" == *"$what"* ]]
   done
   [[ "$output" == *"QEMU emulator version"* ]]
