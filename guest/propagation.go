@@ -34,7 +34,8 @@ func propagations(s *specs.Spec) []mountPropagation {
 			}
 		}
 		if flags != 0 {
-			out = append(out, mountPropagation{dest: m.Destination, source: m.Source, flags: flags, attrs: mountAttrs(m.Options)})
+			out = append(out, mountPropagation{dest: m.Destination, source: m.Source, flags: flags,
+				attrs: mountAttrs(m.Options, attrOptions), recAttrs: mountAttrs(m.Options, recAttrOptions)})
 		}
 	}
 	return out
@@ -43,21 +44,30 @@ func propagations(s *specs.Spec) []mountPropagation {
 type mountPropagation struct {
 	dest, source string
 	flags        uintptr
-	// attrs are the MOUNT_ATTR_* flags the options ask for, which a fresh
-	// bind must carry as crun's did.
-	attrs uint64
+	// attrs are the MOUNT_ATTR_* flags the options ask for on the top
+	// mount, recAttrs those they ask for on every mount of the tree, which
+	// a fresh bind must carry as crun's did.
+	attrs, recAttrs uint64
 }
 
-// attrOptions are the mount options a fresh bind keeps.
-var attrOptions = map[string]uint64{
-	"ro": unix.MOUNT_ATTR_RDONLY, "nosuid": unix.MOUNT_ATTR_NOSUID,
-	"nodev": unix.MOUNT_ATTR_NODEV, "noexec": unix.MOUNT_ATTR_NOEXEC,
-}
+// attrOptions are the mount options a fresh bind keeps on its top mount
+// (runc and crun remount the top mount alone), recAttrOptions those it
+// keeps on every mount of its tree.
+var (
+	attrOptions = map[string]uint64{
+		"ro": unix.MOUNT_ATTR_RDONLY, "nosuid": unix.MOUNT_ATTR_NOSUID,
+		"nodev": unix.MOUNT_ATTR_NODEV, "noexec": unix.MOUNT_ATTR_NOEXEC,
+	}
+	recAttrOptions = map[string]uint64{
+		"rro": unix.MOUNT_ATTR_RDONLY, "rnosuid": unix.MOUNT_ATTR_NOSUID,
+		"rnodev": unix.MOUNT_ATTR_NODEV, "rnoexec": unix.MOUNT_ATTR_NOEXEC,
+	}
+)
 
-func mountAttrs(opts []string) uint64 {
+func mountAttrs(opts []string, known map[string]uint64) uint64 {
 	var a uint64
 	for _, o := range opts {
-		a |= attrOptions[o]
+		a |= known[o]
 	}
 	return a
 }
@@ -101,34 +111,27 @@ func setPropagation(pid int, want []mountPropagation) error {
 // propagateIn runs on a thread of its own, which it moves into the
 // container's mount namespace.
 func propagateIn(rootFd, nsFd int, want []mountPropagation) error {
-	var fds []int
+	// The fresh binds of the sources are taken in the agent's namespace,
+	// before leaving it.
+	trees := make([]int, len(want))
+	for i := range trees {
+		trees[i] = -1
+	}
 	defer func() {
-		for _, fd := range fds {
-			unix.Close(fd)
+		for _, fd := range trees {
+			if fd >= 0 {
+				unix.Close(fd)
+			}
 		}
 	}()
-	// Everything is opened before leaving the agent's namespace: each mount
-	// point inside the container's root (symlinks resolved there), and the
-	// fresh binds of the sources.
-	dests := make([]int, len(want))
-	trees := make([]int, len(want))
 	for i, w := range want {
-		fd, err := unix.Openat2(rootFd, w.dest, &unix.OpenHow{
-			Flags:   unix.O_PATH | unix.O_CLOEXEC,
-			Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
-		})
-		if err != nil {
-			return fmt.Errorf("mount %s: %w", w.dest, err)
-		}
-		fds = append(fds, fd)
-		dests[i] = fd
 		if !w.peered() {
 			continue
 		}
+		var err error
 		if trees[i], err = bindTree(w); err != nil {
 			return err
 		}
-		fds = append(fds, trees[i])
 	}
 	if err := unix.Unshare(unix.CLONE_FS); err != nil {
 		return fmt.Errorf("unshare fs: %w", err)
@@ -137,31 +140,64 @@ func propagateIn(rootFd, nsFd int, want []mountPropagation) error {
 		return fmt.Errorf("enter mount namespace: %w", err)
 	}
 	for i, w := range want {
-		if w.peered() {
-			if err := unix.MoveMount(trees[i], "", dests[i], "", unix.MOVE_MOUNT_F_EMPTY_PATH|unix.MOVE_MOUNT_T_EMPTY_PATH); err != nil {
-				return fmt.Errorf("mount %s: attach: %w", w.dest, err)
-			}
-			continue
-		}
-		if err := unix.MountSetattr(dests[i], "", unix.AT_EMPTY_PATH|recursive(w.flags), &unix.MountAttr{Propagation: uint64(w.flags &^ unix.MS_REC)}); err != nil {
-			return fmt.Errorf("mount %s: set propagation: %w", w.dest, err)
+		if err := propagate(rootFd, w, trees[i]); err != nil {
+			return fmt.Errorf("mount %s: %w", w.dest, err)
 		}
 	}
 	return nil
 }
 
+// propagate gives the mount at w.dest the propagation w asks for, placing
+// tree (a fresh bind) there when w is peered. The mount point is looked up
+// inside the container's root only now, after the mounts before it in the
+// spec were replaced: a bind below one of them (a submount placed on its
+// own) then lands on the fresh one, not under it.
+func propagate(rootFd int, w mountPropagation, tree int) error {
+	dest, err := unix.Openat2(rootFd, w.dest, &unix.OpenHow{
+		Flags:   unix.O_PATH | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
+	})
+	if err != nil {
+		return err
+	}
+	defer unix.Close(dest)
+	if w.peered() {
+		if err := unix.MoveMount(tree, "", dest, "", unix.MOVE_MOUNT_F_EMPTY_PATH|unix.MOVE_MOUNT_T_EMPTY_PATH); err != nil {
+			return fmt.Errorf("attach: %w", err)
+		}
+		return nil
+	}
+	if err := unix.MountSetattr(dest, "", unix.AT_EMPTY_PATH|recursive(w.flags), &unix.MountAttr{Propagation: uint64(w.flags &^ unix.MS_REC)}); err != nil {
+		return fmt.Errorf("set propagation: %w", err)
+	}
+	return nil
+}
+
 // bindTree returns a detached bind of a mount's source, in the share's
-// peer group, with the propagation and read-only flag the mount asks for.
+// peer group, with the propagation and the flags the mount asks for: the
+// top's on the top mount, the recursive ones on all.
 func bindTree(w mountPropagation) (int, error) {
 	rec := recursive(w.flags)
 	fd, err := unix.OpenTree(unix.AT_FDCWD, w.source, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|rec)
 	if err != nil {
 		return -1, fmt.Errorf("mount %s: bind %s: %w", w.dest, w.source, err)
 	}
-	attr := &unix.MountAttr{Propagation: uint64(w.flags &^ unix.MS_REC), Attr_set: w.attrs}
-	if err := unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH|rec, attr); err != nil {
-		unix.Close(fd)
-		return -1, fmt.Errorf("mount %s: set propagation: %w", w.dest, err)
+	steps := []struct {
+		flags uint
+		attr  unix.MountAttr
+	}{
+		{rec, unix.MountAttr{Propagation: uint64(w.flags &^ unix.MS_REC)}},
+		{unix.AT_RECURSIVE, unix.MountAttr{Attr_set: w.recAttrs}},
+		{0, unix.MountAttr{Attr_set: w.attrs}},
+	}
+	for _, st := range steps {
+		if st.attr == (unix.MountAttr{}) {
+			continue
+		}
+		if err := unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH|st.flags, &st.attr); err != nil {
+			unix.Close(fd)
+			return -1, fmt.Errorf("mount %s: set mount attributes: %w", w.dest, err)
+		}
 	}
 	return fd, nil
 }

@@ -8,14 +8,13 @@ import (
 	"os"
 	"os/signal"
 	"sort"
-	"strconv"
-	"strings"
 	"syscall"
 
 	"github.com/containerd/console"
 	"golang.org/x/sys/unix"
 
 	"github.com/hull-runtime/hull/agentproto"
+	"github.com/hull-runtime/hull/internal/mountinfo"
 	"github.com/hull-runtime/hull/pod"
 )
 
@@ -129,17 +128,15 @@ func releaseHostMounts() error {
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return fmt.Errorf("make mounts private: %w", err)
 	}
-	b, err := os.ReadFile("/proc/self/mountinfo")
+	mounts, err := mountinfo.Read()
 	if err != nil {
 		return err
 	}
 	var points []string
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 5 || f[4] == "/" {
-			continue
+	for _, m := range mounts {
+		if m.Point != "/" {
+			points = append(points, m.Point)
 		}
-		points = append(points, unescapeMountPath(f[4]))
 	}
 	// Parents first: detaching one takes its children along.
 	sort.Slice(points, func(i, j int) bool { return len(points[i]) < len(points[j]) })
@@ -149,23 +146,4 @@ func releaseHostMounts() error {
 		}
 	}
 	return nil
-}
-
-// unescapeMountPath undoes mountinfo's octal escapes (\040 for a space).
-func unescapeMountPath(s string) string {
-	if !strings.Contains(s, "\\") {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }

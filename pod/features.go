@@ -24,7 +24,7 @@ func Features() *features.Features {
 	return &features.Features{
 		OCIVersionMin: ociVersionMin,
 		OCIVersionMax: specs.Version,
-		MountOptions:  append(slices.Clone(bindOptions), readOnlyOption),
+		MountOptions:  mountOptions(),
 		Linux: &features.Linux{
 			Namespaces: ns,
 			// NewHostCgroup: cgroupfs paths on v1 hierarchies or the
@@ -41,4 +41,18 @@ func Features() *features.Features {
 			"io.hull.mountTypes":   strings.Join(mountTypes, ","),
 		},
 	}
+}
+
+// mountOptions lists the mount options hull acts on itself: those that
+// place a bind's tree in the share, and those it hands on to the tree's
+// submounts.
+func mountOptions() []string {
+	opts := slices.Collect(maps.Keys(bindModeOptions))
+	for o := range submountOptions {
+		if !slices.Contains(opts, o) {
+			opts = append(opts, o)
+		}
+	}
+	slices.Sort(opts)
+	return opts
 }

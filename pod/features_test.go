@@ -1,9 +1,8 @@
 package pod
 
 import (
+	"slices"
 	"testing"
-
-	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 func TestFeaturesVersionsAreAccepted(t *testing.T) {
@@ -23,9 +22,17 @@ func TestFeaturesListTheTables(t *testing.T) {
 		t.Errorf("namespaces %v, table has %d", f.Linux.Namespaces, len(nsKinds))
 	}
 	for _, o := range f.MountOptions {
-		m := specs.Mount{Destination: "/v", Source: "/src", Options: []string{o}}
-		if o != readOnlyOption && !isBindMount(m) {
+		_, placed := bindModeOptions[o]
+		_, handedOn := submountOptions[o]
+		if !placed && !handedOn {
 			t.Errorf("mount option %s listed but not acted on", o)
+		}
+	}
+	// Docker (25+) makes a read-only bind recursive with "rro" only on a
+	// runtime that lists it.
+	for _, o := range append(slices.Clone(bindOptions), "ro", "rro") {
+		if !slices.Contains(f.MountOptions, o) {
+			t.Errorf("mount option %s not listed", o)
 		}
 	}
 }

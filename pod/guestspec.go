@@ -3,6 +3,7 @@ package pod
 import (
 	"encoding/json"
 	"fmt"
+	"path"
 	"slices"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -15,13 +16,72 @@ var guestFSTypes = map[string]bool{
 	"cgroup": true, "cgroup2": true, "shm": true, "bpf": true,
 }
 
-// The mount options hull acts on itself: a mount of type bind, or with one
-// of bindOptions, is a volume placed through the share, read-only there
-// with readOnlyOption. The runtime in the guest applies these and every
-// other option again, inside the VM.
+// bindOptions make a mount a bind mount, placed through the share.
 var bindOptions = []string{"bind", "rbind"}
 
-const readOnlyOption = "ro"
+// bindModeOptions are the options of a bind mount that hull acts on
+// itself, on the host, each by what it does to the tree's BindMode. They
+// are read in order, as runc 1.1 reads them: "rbind" anywhere makes the
+// tree recursive, and of "ro" and "rw", and of "rro" and "rrw", the last
+// one wins. The runtime in the guest reads and applies them all again,
+// inside the VM.
+var bindModeOptions = map[string]func(*BindMode){
+	"bind":  func(*BindMode) {},
+	"rbind": func(m *BindMode) { m.Recursive = true },
+	"ro":    func(m *BindMode) { m.ReadOnly = true },
+	"rw":    func(m *BindMode) { m.ReadOnly = false },
+	"rro":   func(m *BindMode) { m.RecursiveReadOnly = true },
+	"rrw":   func(m *BindMode) { m.RecursiveReadOnly = false },
+}
+
+func bindModeOf(opts []string) BindMode {
+	var m BindMode
+	for _, o := range opts {
+		if set, ok := bindModeOptions[o]; ok {
+			set(&m)
+		}
+	}
+	return m
+}
+
+// submountOptions are what the options of a bind mount give each of its
+// submounts, once that submount is a mount of its own in the guest spec.
+// runc applies the recursive ones to the whole tree, while "ro", "nosuid"
+// and the like reach the top mount only. A shared or slave bind is bound
+// again from the share once the runtime has placed it (see
+// guest/propagation.go), over what lies under it: its submounts ask for the
+// same propagation, so that they are bound again too, after it and on it.
+var submountOptions = map[string]string{
+	"rro": "ro", "rnosuid": "nosuid", "rnodev": "nodev", "rnoexec": "noexec",
+	"rshared": "rshared", "rslave": "rslave", "rprivate": "rprivate", "runbindable": "runbindable",
+	"shared": "shared", "slave": "slave",
+}
+
+// submountMounts mounts each submount of a tree (see Submount) at its place
+// under dest; they follow the tree's own mount in the guest spec, as they
+// come with it under runc, before any later mount of the spec. opts are the
+// tree's mount options.
+func submountMounts(t Tree, dest string, opts []string) []specs.Mount {
+	if len(t.Submounts) == 0 {
+		return nil
+	}
+	subOpts := []string{"bind"}
+	for _, o := range opts {
+		if so, ok := submountOptions[o]; ok {
+			subOpts = append(subOpts, so)
+		}
+	}
+	ms := make([]specs.Mount, 0, len(t.Submounts))
+	for _, sub := range t.Submounts {
+		ms = append(ms, specs.Mount{
+			Destination: path.Join(dest, sub.Path),
+			Type:        "bind",
+			Source:      sub.Rel,
+			Options:     slices.Clone(subOpts),
+		})
+	}
+	return ms
+}
 
 // GuestSpec prepares a container's spec for the agent: the rootfs and every
 // bind mount are placed in the share and named relative to it, and hooks
@@ -47,12 +107,14 @@ func GuestSpec(spec *specs.Spec, cid, bundle string, share *Share) (b []byte, er
 			_ = share.RemoveContainer(cid)
 		}
 	}()
-	rel, err := share.AddRootfs(cid, InBundle(bundle, spec.Root.Path), false)
+	root, err := share.AddRootfs(cid, InBundle(bundle, spec.Root.Path))
 	if err != nil {
 		return nil, err
 	}
-	g.Root = &specs.Root{Path: rel, Readonly: spec.Root.Readonly}
-	g.Mounts = make([]specs.Mount, 0, len(spec.Mounts))
+	g.Root = &specs.Root{Path: root.Rel, Readonly: spec.Root.Readonly}
+	// The rootfs's submounts first: runc finds them there before it
+	// mounts anything of the spec's.
+	g.Mounts = submountMounts(root, "/", nil)
 	for _, m := range spec.Mounts {
 		if !isBindMount(m) {
 			if !guestFSTypes[m.Type] {
@@ -61,13 +123,14 @@ func GuestSpec(spec *specs.Spec, cid, bundle string, share *Share) (b []byte, er
 			g.Mounts = append(g.Mounts, m)
 			continue
 		}
-		rel, err := share.AddVolume(cid, InBundle(bundle, m.Source), m.Destination, slices.Contains(m.Options, readOnlyOption))
+		vol, err := share.AddVolume(cid, InBundle(bundle, m.Source), m.Destination, bindModeOf(m.Options))
 		if err != nil {
 			return nil, err
 		}
-		m.Source = rel
+		m.Source = vol.Rel
 		m.Type = "bind"
 		g.Mounts = append(g.Mounts, m)
+		g.Mounts = append(g.Mounts, submountMounts(vol, m.Destination, m.Options)...)
 	}
 	b, err = json.Marshal(&g)
 	if err != nil {

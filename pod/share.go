@@ -14,10 +14,10 @@ import (
 
 // Share is a sandbox's share directory, laid out as Kata's after
 // CVE-2020-2023/2026: hull bind-mounts each container's rootfs and volumes
-// under mounts/; QEMU exports shared/, a read-only bind of mounts/ that
-// receives those mounts by propagation, each keeping its own rw/ro flag. The
-// guest can write a rootfs or volume but cannot create host files beside
-// them.
+// (and the submounts of those, see Tree) under mounts/; QEMU exports
+// shared/, a read-only bind of mounts/ that receives those mounts by
+// propagation, each keeping its own rw/ro flag. The guest can write a
+// rootfs or volume but cannot create host files beside them.
 type Share struct {
 	dir string
 }
@@ -68,29 +68,26 @@ func (s *Share) Setup() (err error) {
 	return nil
 }
 
-// AddRootfs binds a container's rootfs into the share and returns its path
-// relative to the export.
-func (s *Share) AddRootfs(cid, rootfs string, readonly bool) (string, error) {
-	rel := filepath.Join(cid, "rootfs")
-	if err := s.bind(rootfs, rel, readonly, true); err != nil {
-		return "", fmt.Errorf("share rootfs of %s: %w", cid, err)
+// AddRootfs places a container's rootfs in the share with its submounts,
+// as runc binds it, and read-write: root.readonly is the guest runtime's to
+// apply, after it has made the mount points the spec needs.
+func (s *Share) AddRootfs(cid, rootfs string) (Tree, error) {
+	t, err := s.place(cid, "rootfs", rootfs, BindMode{Recursive: true})
+	if err != nil {
+		return Tree{}, fmt.Errorf("share rootfs of %s: %w", cid, err)
 	}
-	return rel, nil
+	return t, nil
 }
 
-// AddVolume binds a host path (a bind mount of the spec) into the share and
-// returns its path relative to the export.
-func (s *Share) AddVolume(cid, src, dst string, readonly bool) (string, error) {
+// AddVolume places a host path (a bind mount of the spec) in the share.
+func (s *Share) AddVolume(cid, src, dst string, mode BindMode) (Tree, error) {
 	sum := sha256.Sum256([]byte(dst))
-	rel := filepath.Join(cid, "volumes", hex.EncodeToString(sum[:8])+"-"+sanitize(filepath.Base(dst)))
-	fi, err := os.Stat(src)
+	name := filepath.Join("volumes", hex.EncodeToString(sum[:8])+"-"+sanitize(filepath.Base(dst)))
+	t, err := s.place(cid, name, src, mode)
 	if err != nil {
-		return "", fmt.Errorf("share volume %s: %w", dst, err)
+		return Tree{}, fmt.Errorf("share volume %s: %w", dst, err)
 	}
-	if err := s.bind(src, rel, readonly, fi.IsDir()); err != nil {
-		return "", fmt.Errorf("share volume %s: %w", dst, err)
-	}
-	return rel, nil
+	return t, nil
 }
 
 func sanitize(s string) string {
@@ -106,60 +103,22 @@ func sanitize(s string) string {
 	return s
 }
 
-func (s *Share) bind(src, rel string, readonly, dir bool) error {
-	target := filepath.Join(s.MountsDir(), rel)
-	if dir {
-		if err := os.MkdirAll(target, 0o755); err != nil {
-			return err
-		}
-	} else {
-		if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
-			return err
-		}
-		f, err := os.OpenFile(target, os.O_CREATE|os.O_WRONLY, 0o644)
-		if err != nil {
-			return err
-		}
-		f.Close()
-	}
-	// A detached copy of src's tree, made private (mounts made later
-	// inside src do not follow) and, when asked, read-only, before it is
-	// attached: propagation copies it into the export, QEMU's and
-	// virtiofsd's, flags and all. Remounting read-only after attaching
-	// would reach hull's own copy only, and the guest would write through
-	// the export.
-	tree, err := unix.OpenTree(unix.AT_FDCWD, src, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE)
-	if err != nil {
-		return fmt.Errorf("bind %s: %w", src, err)
-	}
-	defer unix.Close(tree)
-	attr := unix.MountAttr{Propagation: unix.MS_PRIVATE}
-	if readonly {
-		attr.Attr_set = unix.MOUNT_ATTR_RDONLY
-	}
-	if err := unix.MountSetattr(tree, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, &attr); err != nil {
-		return fmt.Errorf("bind %s: set mount attributes: %w", src, err)
-	}
-	if err := unix.MoveMount(tree, "", unix.AT_FDCWD, target, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
-		return fmt.Errorf("bind %s: %w", src, err)
-	}
-	return nil
-}
-
 // RemoveContainer unmounts and removes everything a container put in the
 // share. It never deletes recursively: a mount it failed to remove stays,
 // and with it the error, rather than the host files behind it.
 func (s *Share) RemoveContainer(cid string) error {
 	dir := filepath.Join(s.MountsDir(), cid)
 	var errs []error
-	vols := filepath.Join(dir, "volumes")
-	if entries, err := os.ReadDir(vols); err == nil {
-		for _, e := range entries {
-			errs = append(errs, removeMountPoint(filepath.Join(vols, e.Name())))
+	vols, subs := filepath.Join(dir, "volumes"), filepath.Join(dir, submountsDir)
+	for _, d := range []string{vols, subs} {
+		if entries, err := os.ReadDir(d); err == nil {
+			for _, e := range entries {
+				errs = append(errs, removeMountPoint(filepath.Join(d, e.Name())))
+			}
 		}
 	}
 	errs = append(errs, removeMountPoint(filepath.Join(dir, "rootfs")))
-	for _, d := range []string{vols, dir} {
+	for _, d := range []string{vols, subs, dir} {
 		if err := os.Remove(d); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)
 		}

@@ -31,8 +31,9 @@ for handler in hull hull-v2; do
   HULL_CONTAINERD=2 HULL_CRI_HANDLER=$handler bats tests/integration/cri-containerd.bats | tee -a "$results" || rc=$?
 done
 # The suites above share containers over hull's default shared_fs; the CLI
-# and CRI suites and the share's confinement tests run again over the other
-# one (helpers.bash's write_config reads HULL_SHARED_FS).
+# and CRI suites, the share's confinement tests and the submounts' flags
+# run again over the other one (helpers.bash's write_config reads
+# HULL_SHARED_FS).
 default_fs=$(build/hull --config /dev/null env | sed -n '/^\[shared_fs\]/,/^\[/s/^ *type = "\(.*\)"$/\1/p')
 case $default_fs in
   virtio-9p) other_fs=virtio-fs ;;
@@ -44,9 +45,10 @@ export HULL_SHARED_FS=$other_fs
 bats tests/integration/cli.bats tests/integration/cri-containerd.bats tests/integration/shim.bats | tee -a "$results" || rc=$?
 share_tests=$(mktemp)
 trap 'rm -f "$results" "$share_tests"' EXIT
-bats -f '^(symlinks planted|the guest sees only the share)' tests/integration/faults.bats | tee "$share_tests" || rc=$?
+bats -f '^(symlinks planted|the guest sees only the share|the guest cannot unmount|read-only binds)' \
+  tests/integration/faults.bats tests/integration/spec.bats | tee "$share_tests" || rc=$?
 cat "$share_tests" >> "$results"
 # A filter that matches nothing runs nothing, and bats calls that success.
-[ "$(grep -c '^ok ' "$share_tests")" = 2 ] || { echo "test.sh: the share tests of faults.bats did not both pass over $other_fs" >&2; rc=1; }
+[ "$(grep -c '^ok ' "$share_tests")" = 4 ] || { echo "test.sh: the share tests of faults.bats and spec.bats did not all pass over $other_fs" >&2; rc=1; }
 echo "bats: $(grep -c '^ok ' "$results") passed, $(grep -c '^not ok ' "$results") failed"
 exit "$rc"

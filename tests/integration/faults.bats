@@ -285,6 +285,35 @@ virtiofsd_fds() {
   assert_no_leak
 }
 
+@test "the guest cannot unmount the host's mounts under a volume's source" {
+  local kind
+  # A directory or file that is a mount point on the host can be removed
+  # from a mount namespace where it is not one (virtiofsd's), and that
+  # detaches the host's mount. The container stands in for a guest that
+  # ignores its own mounts: it unmounts what it can, then removes and
+  # renames the mount points. One container per kind of bind: a share that
+  # holds another kind's copy of the source would hide a failure.
+  echo host-file > "$T/hostfile"
+  mkdir -p "$T/src/dir"; touch "$T/src/file"
+  mount -t tmpfs guard "$T/src/dir"
+  mount --bind "$T/hostfile" "$T/src/file"
+  for kind in bind rbind; do
+    B=$T/b-$kind; make_bundle "$B" sh -c 'umount /v/dir; umount /v/dir; umount /v/file; umount /v/file
+      rmdir /v/dir; mv /v/dir /v/moved; rm -f /v/file; mv /v/file /v/moved-file; echo done'
+    edit_spec "$B" ".process.capabilities |= with_entries(.value += [\"CAP_SYS_ADMIN\"])
+      | .mounts += [{destination: \"/v\", type: \"bind\", source: \"$T/src\", options: [\"$kind\"]}]"
+    run hull run --bundle "$B" "c-$kind"
+    echo "$kind: $output"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *done* ]]
+    mountpoint -q "$T/src/dir"
+    mountpoint -q "$T/src/file"
+    [ "$(cat "$T/src/file")" = host-file ]
+  done
+  umount "$T/src/dir" "$T/src/file"
+  assert_no_leak
+}
+
 @test "the guest sees only the share; state 0700, sockets 0600; --log never holds the environment" {
   B=$T/b; make_bundle "$B" sleep 600
   mkdir -p "$T/rovol"

@@ -210,3 +210,59 @@ assert_has() {
   done
   assert_no_leak
 }
+
+@test "read-only binds: ro is the top mount's only, rro the whole tree's, bind without r leaves submounts out; a read-only rootfs too" {
+  local rt probe want
+  # For each destination: is the source's submount there, can the top be
+  # written, can the submount's directory be written (the tmpfs when it is
+  # there, else the directory it hides). An error is named by its message.
+  probe='for d in /a /b /c /d /e /f /g /; do
+    if [ -e ${d%/}/sub/sub.txt ]; then v=visible; else v=hidden; fi
+    e=$(touch ${d%/}/top-w 2>&1) && t=rw || t="ro(${e##*: })"
+    e=$(touch ${d%/}/sub/sub-w 2>&1) && s=rw || s="ro(${e##*: })"
+    echo "$d top=$t sub=$s submount=$v"
+  done'
+  for rt in runc hull; do
+    # The volume: a directory with a file, and a tmpfs mounted under it
+    # with a file of its own. The rootfs gets the same kind of submount.
+    mkdir -p "$T/src-$rt/sub"
+    echo top > "$T/src-$rt/top.txt"
+    mount -t tmpfs "sub-$rt" "$T/src-$rt/sub"
+    echo sub > "$T/src-$rt/sub/sub.txt"
+    B=$T/b-$rt; make_bundle "$B" sh -c "$probe"
+    mkdir -p "$B/rootfs/sub"
+    mount -t tmpfs "rootsub-$rt" "$B/rootfs/sub"
+    echo sub > "$B/rootfs/sub/sub.txt"
+    # /f and /g: hull's guest binds a shared mount again from the share
+    # after the runtime placed it; its submount must come along.
+    edit_spec "$B" ".root.readonly = true | .mounts += [
+      {destination: \"/a\", type: \"bind\", source: \"$T/src-$rt\", options: [\"rbind\", \"ro\"]},
+      {destination: \"/b\", type: \"bind\", source: \"$T/src-$rt\", options: [\"bind\", \"ro\"]},
+      {destination: \"/c\", type: \"bind\", source: \"$T/src-$rt\", options: [\"rbind\", \"rro\"]},
+      {destination: \"/d\", type: \"bind\", source: \"$T/src-$rt\", options: [\"rbind\"]},
+      {destination: \"/e\", type: \"bind\", source: \"$T/src-$rt\", options: [\"bind\"]},
+      {destination: \"/f\", type: \"bind\", source: \"$T/src-$rt\", options: [\"rbind\", \"ro\", \"rshared\"]},
+      {destination: \"/g\", type: \"bind\", source: \"$T/src-$rt\", options: [\"rbind\", \"ro\", \"shared\"]}]"
+    run_on "$rt" "$B" "ro-$rt"
+    [ "$status" -eq 0 ]
+    # What runc 1.1 does, measured by the same run under runc.
+    want=(
+      "/a top=ro(Read-only file system) sub=rw submount=visible"
+      "/b top=ro(Read-only file system) sub=ro(Read-only file system) submount=hidden"
+      "/c top=ro(Read-only file system) sub=ro(Read-only file system) submount=visible"
+      "/d top=rw sub=rw submount=visible"
+      "/e top=rw sub=rw submount=hidden"
+      "/f top=ro(Read-only file system) sub=rw submount=visible"
+      "/g top=ro(Read-only file system) sub=rw submount=visible"
+      "/ top=ro(Read-only file system) sub=rw submount=visible")
+    assert_has "${want[@]}"
+    [ "$(wc -l <<<"$output")" -eq ${#want[@]} ]
+    # Writes land on the host where they would under runc: into the tmpfs
+    # through /a and /d, beneath it through /e.
+    [ -e "$T/src-$rt/sub/sub-w" ]
+    [ -e "$B/rootfs/sub/sub-w" ]
+    umount "$T/src-$rt/sub" "$B/rootfs/sub"
+    [ -e "$T/src-$rt/sub/sub-w" ]
+  done
+  assert_no_leak
+}
