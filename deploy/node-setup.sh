@@ -26,11 +26,36 @@ case $handler in
   *) usage ;;
 esac
 [ "$(id -u)" = 0 ] || { echo "node-setup: run as root" >&2; exit 1; }
+
+# The node's cgroup driver, and why: the kubelet's, when its config names
+# one; else systemd where systemd is PID 1 (kubeadm's default, and CRI-O's);
+# else cgroupfs. CRI-O's conmon passes hull --systemd-cgroup by CRI-O's own
+# cgroup_manager, and containerd writes a systemd-form cgroupsPath for the
+# kubelet's .slice parents, which the shim follows; only containerd's runc
+# shim must be told (SystemdCgroup).
+driver=cgroupfs why="systemd is not PID 1"
+kubelet_config=/var/lib/kubelet/config.yaml
+if [ -f "$kubelet_config" ] && grep -q '^cgroupDriver:' "$kubelet_config"; then
+  driver=$(sed -n 's/^cgroupDriver: *"\{0,1\}\([a-z]*\).*/\1/p' "$kubelet_config" | head -n1)
+  why="the kubelet's $kubelet_config says so"
+elif [ "$(cat /proc/1/comm 2>/dev/null)" = systemd ]; then
+  driver=systemd why="systemd is PID 1 (kubeadm's default)"
+fi
+case $driver in
+  systemd|cgroupfs) echo "node-setup: cgroup driver $driver: $why" ;;
+  *) echo "node-setup: cgroup driver '$driver' ($why)? want systemd or cgroupfs" >&2; exit 1 ;;
+esac
 make install
 mkdir -p /etc/hull
 [ -f /etc/hull/configuration.toml ] || install -m 0644 configuration.toml /etc/hull/configuration.toml
 if [ -d /etc/crio ]; then
   install -D -m 0644 deploy/crio-hull.conf /etc/crio/crio.conf.d/50-hull.conf
+  # CRI-O's cgroup_manager is the node's; hull follows it through conmon.
+  manager=
+  if command -v crio >/dev/null; then manager=$(crio config 2>/dev/null | sed -n 's/^ *cgroup_manager *= *"\(.*\)"/\1/p' | head -n1); fi
+  if [ -n "$manager" ] && [ "$manager" != "$driver" ]; then
+    echo "node-setup: CRI-O's cgroup_manager is $manager, the node's driver $driver: make them agree" >&2
+  fi
   echo "node-setup: CRI-O configured; restart crio to load the hull handler"
 fi
 if [ -f /etc/containerd/config.toml ]; then
@@ -50,6 +75,10 @@ if [ -f /etc/containerd/config.toml ]; then
   esac
   # containerd merges imported files into its config: no editing of tables.
   install -D -m 0644 "$snippet" /etc/containerd/conf.d/hull.toml
+  if [ "$handler" = runc-shim ] && [ "$driver" = systemd ]; then
+    # The runc shim passes hull --systemd-cgroup only when told.
+    sed -i 's/^\( *\)BinaryName = .*/&\n\1SystemdCgroup = true/' /etc/containerd/conf.d/hull.toml
+  fi
   if ! grep -q '^imports' "$config"; then
     sed -i '1i imports = ["/etc/containerd/conf.d/*.toml"]' "$config"
   elif ! grep -q 'conf.d/\*.toml\|conf.d/hull.toml' "$config"; then
