@@ -17,6 +17,8 @@
 #
 # usage: containerd2.sh   (prints the bin directory)
 set -euo pipefail
+# shellcheck source=scripts/cache.bash
+source "$(dirname "$0")/cache.bash"
 version=v2.2.9
 cache=${HULL_CACHE:-/var/cache/hull}
 dir=$cache/containerd-$version
@@ -43,13 +45,5 @@ echo "containerd2: building containerd $version into $dir" >&2
 GOBIN=$tmp/bin GOFLAGS='' CGO_ENABLED=0 go install -trimpath \
   -tags 'no_btrfs urfave_cli_no_docs' \
   -ldflags "-s -w -X $mod/version.Version=$version" "${pkgs[@]}" >&2
-complete "$tmp" || { echo "containerd2: the build left no ${bins[*]} in $tmp/bin" >&2; exit 1; }
-chmod 0755 "$tmp"
-# Only a complete directory is ever renamed to $dir, and another run may
-# have put one there since we looked; what else is there (a binary removed
-# by hand) goes.
-if [ -e "$dir" ] && ! complete "$dir"; then rm -rf "$dir"; fi
-if ! mv -T "$tmp" "$dir" 2>/dev/null; then
-  complete "$dir" || { echo "containerd2: cannot move $tmp to $dir" >&2; exit 1; }
-fi
+cache_commit containerd2 "$tmp" "$dir"
 echo "$dir/bin"

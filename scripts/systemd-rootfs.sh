@@ -11,6 +11,8 @@
 #
 # usage: systemd-rootfs.sh   (prints the tree's directory)
 set -euo pipefail
+# shellcheck source=scripts/cache.bash
+source "$(dirname "$0")/cache.bash"
 [ "$(id -u)" = 0 ] || { echo "systemd-rootfs: run as root" >&2; exit 1; }
 cache=${HULL_CACHE:-/var/cache/hull}
 mirror=${HULL_DEBIAN_MIRROR:-http://deb.debian.org/debian}
@@ -39,10 +41,5 @@ chroot "$tmp" useradd --system --user-group --no-create-home --home-dir /nonexis
 printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' > "$tmp/etc/hosts"
 # Nothing to log in to; the suite enters the container with nsenter.
 chroot "$tmp" systemctl mask console-getty.service apt-daily.timer apt-daily-upgrade.timer >/dev/null 2>&1
-complete "$tmp" || { echo "systemd-rootfs: $tmp is incomplete after debootstrap" >&2; exit 1; }
-chmod 0755 "$tmp"
-if [ -e "$dir" ] && ! complete "$dir"; then rm -rf "$dir"; fi
-if ! mv -T "$tmp" "$dir" 2>/dev/null; then
-  complete "$dir" || { echo "systemd-rootfs: cannot move $tmp to $dir" >&2; exit 1; }
-fi
+cache_commit systemd-rootfs "$tmp" "$dir"
 echo "$dir"
