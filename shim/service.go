@@ -567,28 +567,27 @@ func (s *Service) Delete(ctx context.Context, req *taskapi.DeleteRequest) (*task
 	s.mu.Lock()
 	st := c.status
 	s.mu.Unlock()
-	if st == task.Status_RUNNING || st == task.Status_PAUSED {
-		select {
-		case <-s.dead:
-		default:
-			return nil, errPrecondition("delete container %s: it is %s: kill it first", req.ID, strings.ToLower(st.String()))
-		}
-	}
-	alive := true
+	vmGone := s.isStopped()
 	select {
 	case <-s.dead:
-		alive = false
+		vmGone = true
 	default:
 	}
-	if alive {
+	if (st == task.Status_RUNNING || st == task.Status_PAUSED) && !vmGone {
+		return nil, errPrecondition("delete container %s: it is %s: kill it first", req.ID, strings.ToLower(st.String()))
+	}
+	switch {
+	case s.isStopped():
+		// The pod's sandbox was deleted first: the share went with it.
+	case vmGone:
+		// The VM died by itself; the host's side of the share is still up.
+		if err := s.sb.Share().RemoveContainer(req.ID); err != nil {
+			return nil, grpcError("delete container", req.ID, err)
+		}
+	default:
 		// A created container's process is killed here; its relay then
 		// ends and reports the exit.
 		if err := s.guest.RemoveContainer(ctx, req.ID, true); err != nil {
-			return nil, grpcError("delete container", req.ID, err)
-		}
-	} else if !s.isStopped() {
-		// The VM died by itself; the host's side of the share is still up.
-		if err := s.sb.Share().RemoveContainer(req.ID); err != nil {
 			return nil, grpcError("delete container", req.ID, err)
 		}
 	}

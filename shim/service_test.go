@@ -565,3 +565,29 @@ func TestServiceNetworkNamespaces(t *testing.T) {
 		t.Fatalf("the pod's network namespace outlived it: %v", err)
 	}
 }
+
+// The sandbox container deleted first (a forced pod removal): its VM goes
+// with the app container still in it, which exits 255 and is then deleted
+// without an error.
+func TestServiceDeleteAfterTheSandbox(t *testing.T) {
+	p := newTestPod(t)
+	p.create(t, "sb", true, "pause")
+	p.start(t, "sb", "")
+	p.pub.expect(t, topicStart)
+	p.create(t, "app", false, "sleep")
+	p.start(t, "app", "")
+	p.pub.expect(t, topicStart)
+	if err := p.kill(t, "sb", "", syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	p.wait(t, "sb", "")
+	if _, err := p.delete("sb", ""); err != nil {
+		t.Fatal(err)
+	}
+	if code := p.wait(t, "app", ""); code != 255 {
+		t.Errorf("app exit %d, want 255", code)
+	}
+	if _, err := p.delete("app", ""); err != nil {
+		t.Fatalf("delete of app after its sandbox: %v", err)
+	}
+}
