@@ -53,6 +53,14 @@ type Config struct {
 	// NICs are virtio-net devices on already-open tap devices.
 	NICs []NIC
 
+	// RAM, when set, puts guest RAM in a file (on tmpfs) rather than in
+	// anonymous memory: the RAM of a template, or a clone's copy-on-write
+	// view of it (see SaveState and Restore).
+	RAM *RAMFile
+	// Incoming starts QEMU waiting for a saved state (Restore) instead of
+	// booting the kernel.
+	Incoming bool
+
 	// Confine is what QEMU gives up once it has opened its files.
 	Confine Confinement
 }
@@ -89,6 +97,16 @@ type NIC struct {
 	MAC string
 }
 
+// RAMFile is guest RAM backed by a file.
+type RAMFile struct {
+	Path string
+	// Shared writes guest RAM through to the file: a template's RAM, which
+	// SaveState then leaves out of the saved state. Otherwise the file is
+	// mapped copy-on-write: the guest starts from its pages and what it
+	// writes stays private to this VM, as a clone's must.
+	Shared bool
+}
+
 // Transports the agent can use.
 const (
 	TransportSerial = "virtio-serial"
@@ -118,6 +136,12 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("guest root %s and initrd %s: want one of them", c.RootDir, c.Initrd)
 	case c.VirtioFS != nil && (c.VirtioFS.Socket == "" || c.VirtioFS.Tag == ""):
 		return fmt.Errorf("virtio-fs device needs a vhost-user socket and a tag")
+	case c.RAM != nil && c.VirtioFS != nil:
+		// virtiofsd needs RAM in a shared memfd, and a vhost-user device
+		// cannot be saved.
+		return fmt.Errorf("guest RAM in a file and a virtio-fs device: want one of them")
+	case c.RAM != nil && c.RAM.Path == "":
+		return fmt.Errorf("guest RAM file path is empty")
 	}
 	switch c.Agent.Transport {
 	case TransportSerial:
@@ -177,10 +201,16 @@ func (c *Config) Args() []string {
 	if c.Initrd != "" {
 		devs = append(devs, device{"-initrd", []prop{p("", c.Initrd)}})
 	}
-	if c.sharedMemory() {
-		// The machine's RAM (-machine memory-backend=), of -m's size.
+	// The machine's RAM (-machine memory-backend=), of -m's size.
+	size := strconv.Itoa(c.MemoryMiB) + "M"
+	switch {
+	case c.sharedMemory():
 		devs = append(devs, device{"-object", []prop{p("", "memory-backend-memfd"), p("id", memoryBackendID),
-			p("size", strconv.Itoa(c.MemoryMiB)+"M"), p("share", "on")}})
+			p("size", size), p("share", "on")}})
+	case c.RAM != nil:
+		// share=off maps the file privately (MAP_PRIVATE): copy-on-write.
+		devs = append(devs, device{"-object", []prop{p("", "memory-backend-file"), p("id", memoryBackendID),
+			p("size", size), p("mem-path", c.RAM.Path), p("share", onOff(c.RAM.Shared))}})
 	}
 	devs = append(devs,
 		device{"-object", []prop{p("", "rng-random"), p("id", "rng0"), p("filename", "/dev/urandom")}},
@@ -229,6 +259,10 @@ func (c *Config) Args() []string {
 		)
 	}
 	devs = append(devs, c.Confine.devices()...)
+	if c.Incoming {
+		// The state comes later, over QMP (Restore).
+		devs = append(devs, device{"-incoming", []prop{p("", "defer")}})
+	}
 	args := []string{"-nodefaults", "-no-user-config", "-nographic", "-no-reboot"}
 	for _, d := range devs {
 		args = append(args, d.render()...)
@@ -277,7 +311,9 @@ func (c *Config) MachineArgs() []string {
 	return append(device{"-machine", c.machine()}.render(), device{"-accel", c.accel()}.render()...)
 }
 
-// memoryBackendID names guest RAM's memory backend when it is shared.
+// memoryBackendID names guest RAM's memory backend when it is not
+// QEMU's anonymous memory. A clone's must be named as its template's was:
+// the saved state refers to RAM blocks by name.
 const memoryBackendID = "mem0"
 
 // sharedMemory reports whether guest RAM must be a shared memory backend:
@@ -299,10 +335,17 @@ func (c *Config) machine() []prop {
 		// for the PIT when it asks for one.
 		props = append(props, p("pit", "on"), p("pic", "on"), p("rtc", "on"), p("isa-serial", "on"), p("acpi", "off"))
 	}
-	if c.sharedMemory() {
+	if c.sharedMemory() || c.RAM != nil {
 		props = append(props, p("memory-backend", memoryBackendID))
 	}
 	return props
+}
+
+func onOff(b bool) string {
+	if b {
+		return "on"
+	}
+	return "off"
 }
 
 func (c *Config) accel() []prop {

@@ -108,6 +108,25 @@ func TestArgsGolden(t *testing.T) {
 			},
 		},
 		{
+			name: "microvm_template",
+			config: func(c *Config) {
+				c.Machine = "microvm"
+				c.Share = &ShareDevice{Path: "/run/hull-factory/t1/share", Tag: "hullshare"}
+				c.RAM = &RAMFile{Path: "/run/hull-factory/t1/memory", Shared: true}
+				c.Confine = Confinement{Seccomp: true}
+			},
+		},
+		{
+			name: "microvm_clone",
+			config: func(c *Config) {
+				c.Machine = "microvm"
+				c.Share = &ShareDevice{Path: "/run/hull/sb1/shared", Tag: "hullshare"}
+				c.RAM = &RAMFile{Path: "/run/hull-factory/t1/memory"}
+				c.Incoming = true
+				c.Confine = Confinement{Seccomp: true}
+			},
+		},
+		{
 			name: "comma_in_path",
 			config: func(c *Config) {
 				c.ConsoleLog = "/run/hull/a,b/console.log"
@@ -229,6 +248,31 @@ func TestArgsProperties(t *testing.T) {
 			}
 		}
 	})
+	t.Run("a template's RAM is a shared file, a clone's a private mapping of it", func(t *testing.T) {
+		for _, machine := range []string{"microvm", "q35"} {
+			c := validConfig()
+			c.Machine, c.MemoryMiB = machine, 384
+			c.RAM = &RAMFile{Path: "/f,1/memory", Shared: true}
+			assertArgPair(t, c.Args(), "-object", "memory-backend-file,id=mem0,size=384M,mem-path=/f,,1/memory,share=on")
+			if m := c.MachineArgs()[1]; !strings.HasSuffix(m, ",memory-backend=mem0") {
+				t.Errorf("%s: -machine %q does not use the file backend", machine, m)
+			}
+			c.RAM.Shared = false
+			c.Incoming = true
+			args := c.Args()
+			assertArgPair(t, args, "-object", "memory-backend-file,id=mem0,size=384M,mem-path=/f,,1/memory,share=off")
+			assertArgPair(t, args, "-incoming", "defer")
+		}
+	})
+	t.Run("no -incoming for a boot", func(t *testing.T) {
+		c := validConfig()
+		c.RAM = &RAMFile{Path: "/f/memory", Shared: true}
+		for _, a := range c.Args() {
+			if a == "-incoming" {
+				t.Error("-incoming present although Incoming is false")
+			}
+		}
+	})
 	t.Run("nic fds follow the stdio fds in order", func(t *testing.T) {
 		c := validConfig()
 		c.NICs = []NIC{{MAC: "52:54:00:00:00:01"}, {MAC: "52:54:00:00:00:02"}}
@@ -301,6 +345,12 @@ func TestValidate(t *testing.T) {
 		{"valid virtio-fs", func(c *Config) { c.VirtioFS = &VirtioFSDevice{Socket: "/fs.sock", Tag: "t"} }, ""},
 		{"virtio-fs without socket", func(c *Config) { c.VirtioFS = &VirtioFSDevice{Tag: "t"} }, "virtio-fs"},
 		{"virtio-fs without tag", func(c *Config) { c.VirtioFS = &VirtioFSDevice{Socket: "/fs.sock"} }, "virtio-fs"},
+		{"valid ram file", func(c *Config) { c.RAM = &RAMFile{Path: "/m", Shared: true} }, ""},
+		{"ram file without path", func(c *Config) { c.RAM = &RAMFile{} }, "RAM file path"},
+		{"ram file and virtio-fs", func(c *Config) {
+			c.RAM = &RAMFile{Path: "/m"}
+			c.VirtioFS = &VirtioFSDevice{Socket: "/fs.sock", Tag: "t"}
+		}, "want one of them"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

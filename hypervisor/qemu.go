@@ -49,6 +49,10 @@ type QEMU struct {
 	portMu   sync.Mutex
 	portOpen bool
 	portCh   chan struct{}
+	// portCloses counts the times the guest closed the agent's port;
+	// portChanged is closed and replaced when it changes.
+	portCloses  int
+	portChanged chan struct{}
 }
 
 // Option changes how a QEMU is started.
@@ -63,7 +67,7 @@ func WithTimeouts(t Timeouts) Option { return func(q *QEMU) { q.timeouts = t } }
 // New prepares a QEMU for cfg; nothing runs until Start.
 func New(cfg Config, opts ...Option) *QEMU {
 	q := &QEMU{cfg: cfg, timeouts: DefaultTimeouts(), log: slog.New(slog.DiscardHandler),
-		done: make(chan struct{}), portCh: make(chan struct{})}
+		done: make(chan struct{}), portCh: make(chan struct{}), portChanged: make(chan struct{})}
 	for _, o := range opts {
 		o(q)
 	}
@@ -165,6 +169,9 @@ func (q *QEMU) watchEvents(events <-chan qmp.Event) {
 			close(q.portCh)
 		} else if !open && q.portOpen {
 			q.portCh = make(chan struct{})
+			q.portCloses++
+			close(q.portChanged)
+			q.portChanged = make(chan struct{})
 		}
 		q.portOpen = open
 		q.portMu.Unlock()
@@ -187,6 +194,35 @@ func (q *QEMU) WaitAgentPort(ctx context.Context) error {
 		return fmt.Errorf("wait for agent port: %w%s", ErrExited, q.stderrTail())
 	case <-ctx.Done():
 		return fmt.Errorf("wait for agent port: %w", ctx.Err())
+	}
+}
+
+// AgentPortCloses counts the times the guest has closed the agent's
+// virtio-serial port, for WaitAgentPortClosed.
+func (q *QEMU) AgentPortCloses() int {
+	q.portMu.Lock()
+	defer q.portMu.Unlock()
+	return q.portCloses
+}
+
+// WaitAgentPortClosed waits until the guest has closed the agent's port
+// more than after times (a count from AgentPortCloses): the guest has let
+// go of a connection the host hung up.
+func (q *QEMU) WaitAgentPortClosed(ctx context.Context, after int) error {
+	for {
+		q.portMu.Lock()
+		closes, changed := q.portCloses, q.portChanged
+		q.portMu.Unlock()
+		if closes > after {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-q.done:
+			return fmt.Errorf("wait for the guest to close the agent port: %w%s", ErrExited, q.stderrTail())
+		case <-ctx.Done():
+			return fmt.Errorf("wait for the guest to close the agent port: %w", ctx.Err())
+		}
 	}
 }
 
@@ -214,6 +250,12 @@ func (q *QEMU) status(ctx context.Context) (string, error) {
 // run executes one QMP command and returns its "return" value; it gives up
 // when ctx ends or QEMU exits.
 func (q *QEMU) run(ctx context.Context, command string, args any) (json.RawMessage, error) {
+	return q.runWithFile(ctx, command, args, nil)
+}
+
+// runWithFile is run, passing QEMU the descriptor of file along with the
+// command (SCM_RIGHTS) when it is not nil.
+func (q *QEMU) runWithFile(ctx context.Context, command string, args any, file *os.File) (json.RawMessage, error) {
 	q.monMu.Lock()
 	mon := q.mon
 	q.monMu.Unlock()
@@ -234,7 +276,7 @@ func (q *QEMU) run(ctx context.Context, command string, args any) (json.RawMessa
 	}
 	ch := make(chan result, 1)
 	go func() {
-		raw, err := mon.Run(b)
+		raw, err := mon.RunWithFile(b, file)
 		ch <- result{raw, err}
 	}()
 	var r result

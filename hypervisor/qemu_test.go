@@ -28,7 +28,17 @@ const (
 	fakeMute = "mute"
 	// fakeMuteAfterStart answers the query-status of Start, then nothing.
 	fakeMuteAfterStart = "mute-after-start"
+	// fakeIncoming waits for a state as QEMU -incoming defer does: it is
+	// "inmigrate" until migrate-incoming has loaded one.
+	fakeIncoming = "incoming"
+	// fakeBadState is fakeIncoming whose state does not load: QEMU exits.
+	fakeBadState = "bad-state"
+	// fakePortCycle is fakeServe whose guest closes the agent port once
+	// and opens it again.
+	fakePortCycle = "port-cycle"
 )
+
+const fakeBadStateMessage = "qemu-system-x86_64: load of migration failed: Invalid argument"
 
 const fakeFailMessage = "qemu-system-x86_64: -machine bogus: unsupported machine type"
 
@@ -73,8 +83,13 @@ func fakeQEMU(mode string, args []string) int {
 func serveQMP(conn net.Conn, mode string) (quit bool) {
 	defer conn.Close()
 	send := func(s string) { fmt.Fprintf(conn, "%s\r\n", s) }
-	send(`{"QMP":{"version":{"qemu":{"major":7,"minor":2,"micro":0},"package":""},"capabilities":[]}}`)
+	send(`{"QMP":{"version":{"qemu":{"major":7,"minor":2,"micro":0},"package":""},"capabilities":["oob"]}}`)
 	sentPortEvent := false
+	status := "running"
+	if mode == fakeIncoming || mode == fakeBadState {
+		status = "inmigrate"
+	}
+	caps, haveFD, migrated := false, false, false
 	// Commands are not newline-terminated: QEMU parses a JSON stream.
 	dec := json.NewDecoder(conn)
 	for answered := 0; ; answered++ {
@@ -93,7 +108,10 @@ func serveQMP(conn net.Conn, mode string) (quit bool) {
 			// it, so Stop has to go on to quit.
 			send(`{"return":{}}`)
 		case "query-status":
-			send(`{"return":{"status":"running","singlestep":false,"running":true}}`)
+			send(fmt.Sprintf(`{"return":{"status":%q,"singlestep":false,"running":%v}}`, status, status == "running"))
+			if status == "inmigrate" && migrated {
+				status = "paused" // loaded by the next time it is asked
+			}
 			// The event goes out after the first command that follows
 			// the handshake: go-qemu's monitor decodes the handshake
 			// through a buffered reader it then drops, and only
@@ -101,7 +119,47 @@ func serveQMP(conn net.Conn, mode string) (quit bool) {
 			// sent right after the handshake may be lost.
 			if !sentPortEvent {
 				send(`{"event":"VSERPORT_CHANGE","data":{"id":"agent-port","open":true},"timestamp":{"seconds":0,"microseconds":0}}`)
+				if mode == fakePortCycle {
+					send(`{"event":"VSERPORT_CHANGE","data":{"id":"agent-port","open":false},"timestamp":{"seconds":0,"microseconds":0}}`)
+					send(`{"event":"VSERPORT_CHANGE","data":{"id":"agent-port","open":true},"timestamp":{"seconds":0,"microseconds":0}}`)
+				}
 				sentPortEvent = true
+			}
+		case "migrate-set-capabilities":
+			caps = true
+			send(`{"return":{}}`)
+		case "getfd":
+			haveFD = true
+			send(`{"return":{}}`)
+		case "stop":
+			if mode == fakeServe {
+				// Pause's test expects fakeServe to refuse it.
+				send(`{"error":{"class":"CommandNotFound","desc":"The command stop has not been found"}}`)
+				continue
+			}
+			status = "paused"
+			send(`{"return":{}}`)
+		case "cont":
+			status = "running"
+			send(`{"return":{}}`)
+		case "migrate", "migrate-incoming":
+			if !caps || !haveFD {
+				send(`{"error":{"class":"GenericError","desc":"migration without x-ignore-shared or the state fd"}}`)
+				continue
+			}
+			if mode == fakeBadState {
+				// QEMU loads the state after it answered, then exits.
+				send(`{"return":{}}`)
+				fmt.Fprintln(os.Stderr, fakeBadStateMessage)
+				os.Exit(1)
+			}
+			migrated = true
+			send(`{"return":{}}`)
+		case "query-migrate":
+			if migrated {
+				send(`{"return":{"status":"completed"}}`)
+			} else {
+				send(`{"return":{}}`)
 			}
 		case "quit":
 			send(`{"return":{}}`)
@@ -330,5 +388,128 @@ func killFake(t *testing.T, q *QEMU) {
 	t.Helper()
 	if q.cmd != nil && q.cmd.Process != nil {
 		_ = q.cmd.Process.Kill()
+	}
+}
+
+// fakeTemplateConfig is fakeConfig with guest RAM in a shared file.
+func fakeTemplateConfig(t *testing.T, mode string) Config {
+	cfg := fakeConfig(t, mode)
+	cfg.RAM = &RAMFile{Path: filepath.Join(filepath.Dir(cfg.QMPSocket), "memory"), Shared: true}
+	return cfg
+}
+
+func TestQEMUSaveState(t *testing.T) {
+	cfg := fakeTemplateConfig(t, fakePortCycle)
+	q := New(cfg, WithTimeouts(testTimeouts))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := q.Start(ctx); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	t.Cleanup(func() { _ = q.kill() })
+	state := filepath.Join(filepath.Dir(cfg.QMPSocket), "state")
+	if err := q.SaveState(ctx, state); err != nil {
+		t.Fatalf("SaveState: %v", err)
+	}
+	if status, err := q.Status(); err != nil || status != "paused" {
+		t.Errorf("after SaveState the VM is %q (%v), want paused", status, err)
+	}
+	if _, err := os.Stat(state); err != nil {
+		t.Errorf("SaveState made no state file: %v", err)
+	}
+	// The state file is new: a second save does not overwrite the first.
+	if err := q.SaveState(ctx, state); !errors.Is(err, os.ErrExist) {
+		t.Errorf("SaveState over an existing file = %v, want ErrExist", err)
+	}
+}
+
+func TestQEMUSaveStateNeedsSharedRAM(t *testing.T) {
+	cfg := fakeTemplateConfig(t, fakeServe)
+	cfg.RAM.Shared = false
+	q := New(cfg, WithTimeouts(testTimeouts))
+	if err := q.Start(context.Background()); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	t.Cleanup(func() { _ = q.kill() })
+	if err := q.SaveState(context.Background(), filepath.Join(t.TempDir(), "state")); err == nil {
+		t.Error("SaveState of private RAM succeeded: the state would lack the RAM")
+	}
+}
+
+func TestQEMURestore(t *testing.T) {
+	cfg := fakeTemplateConfig(t, fakeIncoming)
+	cfg.RAM.Shared, cfg.Incoming = false, true
+	state := filepath.Join(filepath.Dir(cfg.QMPSocket), "state")
+	if err := os.WriteFile(state, []byte("QEVM"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	q := New(cfg, WithTimeouts(testTimeouts))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := q.Start(ctx); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	t.Cleanup(func() { _ = q.kill() })
+	if err := q.Restore(ctx, state); err != nil {
+		t.Fatalf("Restore: %v", err)
+	}
+	if status, err := q.Status(); err != nil || status != "running" {
+		t.Errorf("after Restore the VM is %q (%v), want running", status, err)
+	}
+}
+
+func TestQEMURestoreBadState(t *testing.T) {
+	cfg := fakeTemplateConfig(t, fakeBadState)
+	cfg.RAM.Shared, cfg.Incoming = false, true
+	state := filepath.Join(filepath.Dir(cfg.QMPSocket), "state")
+	if err := os.WriteFile(state, []byte("garbage"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	q := New(cfg, WithTimeouts(testTimeouts))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := q.Start(ctx); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	t.Cleanup(func() { _ = q.kill() })
+	err := q.Restore(ctx, state)
+	if !errors.Is(err, ErrMigration) {
+		t.Fatalf("Restore of a state QEMU cannot load = %v, want ErrMigration", err)
+	}
+	if !strings.Contains(err.Error(), fakeBadStateMessage) {
+		t.Errorf("Restore error %q does not carry QEMU's stderr", err)
+	}
+}
+
+func TestQEMURestoreNeedsIncoming(t *testing.T) {
+	cfg := fakeTemplateConfig(t, fakeServe)
+	q := New(cfg, WithTimeouts(testTimeouts))
+	if err := q.Start(context.Background()); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	t.Cleanup(func() { _ = q.kill() })
+	if err := q.Restore(context.Background(), "/nonexistent"); err == nil {
+		t.Error("Restore into a QEMU that booted succeeded")
+	}
+}
+
+func TestQEMUWaitAgentPortClosed(t *testing.T) {
+	q := New(fakeConfig(t, fakePortCycle), WithTimeouts(testTimeouts))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := q.Start(ctx); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	t.Cleanup(func() { _ = q.kill() })
+	if err := q.WaitAgentPortClosed(ctx, 0); err != nil {
+		t.Fatalf("WaitAgentPortClosed(0) after the guest closed the port: %v", err)
+	}
+	if n := q.AgentPortCloses(); n != 1 {
+		t.Errorf("AgentPortCloses() = %d, want 1", n)
+	}
+	short, cancelShort := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancelShort()
+	if err := q.WaitAgentPortClosed(short, 1); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("WaitAgentPortClosed(1) with no second close = %v, want the deadline", err)
 	}
 }
