@@ -26,6 +26,61 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type StartCloneRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// entropy is fresh random bytes from the host, credited in full.
+	Entropy []byte `protobuf:"bytes,1,opt,name=entropy,proto3" json:"entropy,omitempty"`
+	// unix_nano is the host's clock when it sent the request, in
+	// nanoseconds since the Unix epoch.
+	UnixNano      int64 `protobuf:"varint,2,opt,name=unix_nano,json=unixNano,proto3" json:"unix_nano,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StartCloneRequest) Reset() {
+	*x = StartCloneRequest{}
+	mi := &file_agent_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StartCloneRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StartCloneRequest) ProtoMessage() {}
+
+func (x *StartCloneRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StartCloneRequest.ProtoReflect.Descriptor instead.
+func (*StartCloneRequest) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *StartCloneRequest) GetEntropy() []byte {
+	if x != nil {
+		return x.Entropy
+	}
+	return nil
+}
+
+func (x *StartCloneRequest) GetUnixNano() int64 {
+	if x != nil {
+		return x.UnixNano
+	}
+	return 0
+}
+
 type Empty struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -34,7 +89,7 @@ type Empty struct {
 
 func (x *Empty) Reset() {
 	*x = Empty{}
-	mi := &file_agent_proto_msgTypes[0]
+	mi := &file_agent_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -46,7 +101,7 @@ func (x *Empty) String() string {
 func (*Empty) ProtoMessage() {}
 
 func (x *Empty) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[0]
+	mi := &file_agent_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -59,7 +114,7 @@ func (x *Empty) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Empty.ProtoReflect.Descriptor instead.
 func (*Empty) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{0}
+	return file_agent_proto_rawDescGZIP(), []int{1}
 }
 
 type HealthRequest struct {
@@ -70,7 +125,7 @@ type HealthRequest struct {
 
 func (x *HealthRequest) Reset() {
 	*x = HealthRequest{}
-	mi := &file_agent_proto_msgTypes[1]
+	mi := &file_agent_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -82,7 +137,7 @@ func (x *HealthRequest) String() string {
 func (*HealthRequest) ProtoMessage() {}
 
 func (x *HealthRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[1]
+	mi := &file_agent_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -95,7 +150,7 @@ func (x *HealthRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthRequest.ProtoReflect.Descriptor instead.
 func (*HealthRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{1}
+	return file_agent_proto_rawDescGZIP(), []int{2}
 }
 
 type HealthResponse struct {
@@ -107,7 +162,7 @@ type HealthResponse struct {
 
 func (x *HealthResponse) Reset() {
 	*x = HealthResponse{}
-	mi := &file_agent_proto_msgTypes[2]
+	mi := &file_agent_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -119,7 +174,7 @@ func (x *HealthResponse) String() string {
 func (*HealthResponse) ProtoMessage() {}
 
 func (x *HealthResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[2]
+	mi := &file_agent_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -132,7 +187,7 @@ func (x *HealthResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthResponse.ProtoReflect.Descriptor instead.
 func (*HealthResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{2}
+	return file_agent_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *HealthResponse) GetVersion() string {
@@ -156,7 +211,7 @@ type CreateContainerRequest struct {
 
 func (x *CreateContainerRequest) Reset() {
 	*x = CreateContainerRequest{}
-	mi := &file_agent_proto_msgTypes[3]
+	mi := &file_agent_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -168,7 +223,7 @@ func (x *CreateContainerRequest) String() string {
 func (*CreateContainerRequest) ProtoMessage() {}
 
 func (x *CreateContainerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[3]
+	mi := &file_agent_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -181,7 +236,7 @@ func (x *CreateContainerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateContainerRequest.ProtoReflect.Descriptor instead.
 func (*CreateContainerRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{3}
+	return file_agent_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *CreateContainerRequest) GetContainerId() string {
@@ -214,7 +269,7 @@ type ContainerRequest struct {
 
 func (x *ContainerRequest) Reset() {
 	*x = ContainerRequest{}
-	mi := &file_agent_proto_msgTypes[4]
+	mi := &file_agent_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -226,7 +281,7 @@ func (x *ContainerRequest) String() string {
 func (*ContainerRequest) ProtoMessage() {}
 
 func (x *ContainerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[4]
+	mi := &file_agent_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -239,7 +294,7 @@ func (x *ContainerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerRequest.ProtoReflect.Descriptor instead.
 func (*ContainerRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{4}
+	return file_agent_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ContainerRequest) GetContainerId() string {
@@ -259,7 +314,7 @@ type RemoveContainerRequest struct {
 
 func (x *RemoveContainerRequest) Reset() {
 	*x = RemoveContainerRequest{}
-	mi := &file_agent_proto_msgTypes[5]
+	mi := &file_agent_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -271,7 +326,7 @@ func (x *RemoveContainerRequest) String() string {
 func (*RemoveContainerRequest) ProtoMessage() {}
 
 func (x *RemoveContainerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[5]
+	mi := &file_agent_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -284,7 +339,7 @@ func (x *RemoveContainerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveContainerRequest.ProtoReflect.Descriptor instead.
 func (*RemoveContainerRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{5}
+	return file_agent_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *RemoveContainerRequest) GetContainerId() string {
@@ -312,7 +367,7 @@ type UpdateContainerRequest struct {
 
 func (x *UpdateContainerRequest) Reset() {
 	*x = UpdateContainerRequest{}
-	mi := &file_agent_proto_msgTypes[6]
+	mi := &file_agent_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -324,7 +379,7 @@ func (x *UpdateContainerRequest) String() string {
 func (*UpdateContainerRequest) ProtoMessage() {}
 
 func (x *UpdateContainerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[6]
+	mi := &file_agent_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -337,7 +392,7 @@ func (x *UpdateContainerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateContainerRequest.ProtoReflect.Descriptor instead.
 func (*UpdateContainerRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{6}
+	return file_agent_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *UpdateContainerRequest) GetContainerId() string {
@@ -381,7 +436,7 @@ type StatsContainerResponse struct {
 
 func (x *StatsContainerResponse) Reset() {
 	*x = StatsContainerResponse{}
-	mi := &file_agent_proto_msgTypes[7]
+	mi := &file_agent_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -393,7 +448,7 @@ func (x *StatsContainerResponse) String() string {
 func (*StatsContainerResponse) ProtoMessage() {}
 
 func (x *StatsContainerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[7]
+	mi := &file_agent_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -406,7 +461,7 @@ func (x *StatsContainerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsContainerResponse.ProtoReflect.Descriptor instead.
 func (*StatsContainerResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{7}
+	return file_agent_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *StatsContainerResponse) GetMemoryUsageBytes() uint64 {
@@ -509,7 +564,7 @@ type ListProcessesResponse struct {
 
 func (x *ListProcessesResponse) Reset() {
 	*x = ListProcessesResponse{}
-	mi := &file_agent_proto_msgTypes[8]
+	mi := &file_agent_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -521,7 +576,7 @@ func (x *ListProcessesResponse) String() string {
 func (*ListProcessesResponse) ProtoMessage() {}
 
 func (x *ListProcessesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[8]
+	mi := &file_agent_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -534,7 +589,7 @@ func (x *ListProcessesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListProcessesResponse.ProtoReflect.Descriptor instead.
 func (*ListProcessesResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{8}
+	return file_agent_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListProcessesResponse) GetPids() []int32 {
@@ -557,7 +612,7 @@ type ExecProcessRequest struct {
 
 func (x *ExecProcessRequest) Reset() {
 	*x = ExecProcessRequest{}
-	mi := &file_agent_proto_msgTypes[9]
+	mi := &file_agent_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -569,7 +624,7 @@ func (x *ExecProcessRequest) String() string {
 func (*ExecProcessRequest) ProtoMessage() {}
 
 func (x *ExecProcessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[9]
+	mi := &file_agent_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -582,7 +637,7 @@ func (x *ExecProcessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecProcessRequest.ProtoReflect.Descriptor instead.
 func (*ExecProcessRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{9}
+	return file_agent_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ExecProcessRequest) GetContainerId() string {
@@ -623,7 +678,7 @@ type ProcessRequest struct {
 
 func (x *ProcessRequest) Reset() {
 	*x = ProcessRequest{}
-	mi := &file_agent_proto_msgTypes[10]
+	mi := &file_agent_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -635,7 +690,7 @@ func (x *ProcessRequest) String() string {
 func (*ProcessRequest) ProtoMessage() {}
 
 func (x *ProcessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[10]
+	mi := &file_agent_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -648,7 +703,7 @@ func (x *ProcessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProcessRequest.ProtoReflect.Descriptor instead.
 func (*ProcessRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{10}
+	return file_agent_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ProcessRequest) GetContainerId() string {
@@ -678,7 +733,7 @@ type SignalProcessRequest struct {
 
 func (x *SignalProcessRequest) Reset() {
 	*x = SignalProcessRequest{}
-	mi := &file_agent_proto_msgTypes[11]
+	mi := &file_agent_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -690,7 +745,7 @@ func (x *SignalProcessRequest) String() string {
 func (*SignalProcessRequest) ProtoMessage() {}
 
 func (x *SignalProcessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[11]
+	mi := &file_agent_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -703,7 +758,7 @@ func (x *SignalProcessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignalProcessRequest.ProtoReflect.Descriptor instead.
 func (*SignalProcessRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{11}
+	return file_agent_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SignalProcessRequest) GetContainerId() string {
@@ -748,7 +803,7 @@ type WaitProcessResponse struct {
 
 func (x *WaitProcessResponse) Reset() {
 	*x = WaitProcessResponse{}
-	mi := &file_agent_proto_msgTypes[12]
+	mi := &file_agent_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -760,7 +815,7 @@ func (x *WaitProcessResponse) String() string {
 func (*WaitProcessResponse) ProtoMessage() {}
 
 func (x *WaitProcessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[12]
+	mi := &file_agent_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -773,7 +828,7 @@ func (x *WaitProcessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitProcessResponse.ProtoReflect.Descriptor instead.
 func (*WaitProcessResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{12}
+	return file_agent_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *WaitProcessResponse) GetStatus() int32 {
@@ -801,7 +856,7 @@ type WriteStdinRequest struct {
 
 func (x *WriteStdinRequest) Reset() {
 	*x = WriteStdinRequest{}
-	mi := &file_agent_proto_msgTypes[13]
+	mi := &file_agent_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -813,7 +868,7 @@ func (x *WriteStdinRequest) String() string {
 func (*WriteStdinRequest) ProtoMessage() {}
 
 func (x *WriteStdinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[13]
+	mi := &file_agent_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -826,7 +881,7 @@ func (x *WriteStdinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteStdinRequest.ProtoReflect.Descriptor instead.
 func (*WriteStdinRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{13}
+	return file_agent_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *WriteStdinRequest) GetContainerId() string {
@@ -859,7 +914,7 @@ type WriteStdinResponse struct {
 
 func (x *WriteStdinResponse) Reset() {
 	*x = WriteStdinResponse{}
-	mi := &file_agent_proto_msgTypes[14]
+	mi := &file_agent_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -871,7 +926,7 @@ func (x *WriteStdinResponse) String() string {
 func (*WriteStdinResponse) ProtoMessage() {}
 
 func (x *WriteStdinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[14]
+	mi := &file_agent_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -884,7 +939,7 @@ func (x *WriteStdinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteStdinResponse.ProtoReflect.Descriptor instead.
 func (*WriteStdinResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{14}
+	return file_agent_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *WriteStdinResponse) GetLen() uint32 {
@@ -905,7 +960,7 @@ type ReadStreamRequest struct {
 
 func (x *ReadStreamRequest) Reset() {
 	*x = ReadStreamRequest{}
-	mi := &file_agent_proto_msgTypes[15]
+	mi := &file_agent_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -917,7 +972,7 @@ func (x *ReadStreamRequest) String() string {
 func (*ReadStreamRequest) ProtoMessage() {}
 
 func (x *ReadStreamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[15]
+	mi := &file_agent_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -930,7 +985,7 @@ func (x *ReadStreamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadStreamRequest.ProtoReflect.Descriptor instead.
 func (*ReadStreamRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{15}
+	return file_agent_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ReadStreamRequest) GetContainerId() string {
@@ -964,7 +1019,7 @@ type ReadStreamResponse struct {
 
 func (x *ReadStreamResponse) Reset() {
 	*x = ReadStreamResponse{}
-	mi := &file_agent_proto_msgTypes[16]
+	mi := &file_agent_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -976,7 +1031,7 @@ func (x *ReadStreamResponse) String() string {
 func (*ReadStreamResponse) ProtoMessage() {}
 
 func (x *ReadStreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[16]
+	mi := &file_agent_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -989,7 +1044,7 @@ func (x *ReadStreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadStreamResponse.ProtoReflect.Descriptor instead.
 func (*ReadStreamResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{16}
+	return file_agent_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ReadStreamResponse) GetData() []byte {
@@ -1018,7 +1073,7 @@ type ResizeTtyRequest struct {
 
 func (x *ResizeTtyRequest) Reset() {
 	*x = ResizeTtyRequest{}
-	mi := &file_agent_proto_msgTypes[17]
+	mi := &file_agent_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1030,7 +1085,7 @@ func (x *ResizeTtyRequest) String() string {
 func (*ResizeTtyRequest) ProtoMessage() {}
 
 func (x *ResizeTtyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[17]
+	mi := &file_agent_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1043,7 +1098,7 @@ func (x *ResizeTtyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResizeTtyRequest.ProtoReflect.Descriptor instead.
 func (*ResizeTtyRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{17}
+	return file_agent_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ResizeTtyRequest) GetContainerId() string {
@@ -1084,7 +1139,7 @@ type IPAddress struct {
 
 func (x *IPAddress) Reset() {
 	*x = IPAddress{}
-	mi := &file_agent_proto_msgTypes[18]
+	mi := &file_agent_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1096,7 +1151,7 @@ func (x *IPAddress) String() string {
 func (*IPAddress) ProtoMessage() {}
 
 func (x *IPAddress) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[18]
+	mi := &file_agent_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1109,7 +1164,7 @@ func (x *IPAddress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IPAddress.ProtoReflect.Descriptor instead.
 func (*IPAddress) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{18}
+	return file_agent_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *IPAddress) GetAddress() string {
@@ -1139,7 +1194,7 @@ type Interface struct {
 
 func (x *Interface) Reset() {
 	*x = Interface{}
-	mi := &file_agent_proto_msgTypes[19]
+	mi := &file_agent_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1151,7 +1206,7 @@ func (x *Interface) String() string {
 func (*Interface) ProtoMessage() {}
 
 func (x *Interface) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[19]
+	mi := &file_agent_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1164,7 +1219,7 @@ func (x *Interface) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Interface.ProtoReflect.Descriptor instead.
 func (*Interface) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{19}
+	return file_agent_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Interface) GetMac() string {
@@ -1204,7 +1259,7 @@ type UpdateInterfacesRequest struct {
 
 func (x *UpdateInterfacesRequest) Reset() {
 	*x = UpdateInterfacesRequest{}
-	mi := &file_agent_proto_msgTypes[20]
+	mi := &file_agent_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1216,7 +1271,7 @@ func (x *UpdateInterfacesRequest) String() string {
 func (*UpdateInterfacesRequest) ProtoMessage() {}
 
 func (x *UpdateInterfacesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[20]
+	mi := &file_agent_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1229,7 +1284,7 @@ func (x *UpdateInterfacesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateInterfacesRequest.ProtoReflect.Descriptor instead.
 func (*UpdateInterfacesRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{20}
+	return file_agent_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *UpdateInterfacesRequest) GetInterfaces() []*Interface {
@@ -1253,7 +1308,7 @@ type Route struct {
 
 func (x *Route) Reset() {
 	*x = Route{}
-	mi := &file_agent_proto_msgTypes[21]
+	mi := &file_agent_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1265,7 +1320,7 @@ func (x *Route) String() string {
 func (*Route) ProtoMessage() {}
 
 func (x *Route) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[21]
+	mi := &file_agent_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1278,7 +1333,7 @@ func (x *Route) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Route.ProtoReflect.Descriptor instead.
 func (*Route) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{21}
+	return file_agent_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Route) GetDest() string {
@@ -1325,7 +1380,7 @@ type UpdateRoutesRequest struct {
 
 func (x *UpdateRoutesRequest) Reset() {
 	*x = UpdateRoutesRequest{}
-	mi := &file_agent_proto_msgTypes[22]
+	mi := &file_agent_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1337,7 +1392,7 @@ func (x *UpdateRoutesRequest) String() string {
 func (*UpdateRoutesRequest) ProtoMessage() {}
 
 func (x *UpdateRoutesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[22]
+	mi := &file_agent_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1350,7 +1405,7 @@ func (x *UpdateRoutesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateRoutesRequest.ProtoReflect.Descriptor instead.
 func (*UpdateRoutesRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{22}
+	return file_agent_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *UpdateRoutesRequest) GetRoutes() []*Route {
@@ -1368,7 +1423,7 @@ type DestroySandboxRequest struct {
 
 func (x *DestroySandboxRequest) Reset() {
 	*x = DestroySandboxRequest{}
-	mi := &file_agent_proto_msgTypes[23]
+	mi := &file_agent_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1380,7 +1435,7 @@ func (x *DestroySandboxRequest) String() string {
 func (*DestroySandboxRequest) ProtoMessage() {}
 
 func (x *DestroySandboxRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[23]
+	mi := &file_agent_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1393,7 +1448,7 @@ func (x *DestroySandboxRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DestroySandboxRequest.ProtoReflect.Descriptor instead.
 func (*DestroySandboxRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{23}
+	return file_agent_proto_rawDescGZIP(), []int{24}
 }
 
 type OpenPortRequest struct {
@@ -1406,7 +1461,7 @@ type OpenPortRequest struct {
 
 func (x *OpenPortRequest) Reset() {
 	*x = OpenPortRequest{}
-	mi := &file_agent_proto_msgTypes[24]
+	mi := &file_agent_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1418,7 +1473,7 @@ func (x *OpenPortRequest) String() string {
 func (*OpenPortRequest) ProtoMessage() {}
 
 func (x *OpenPortRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[24]
+	mi := &file_agent_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1431,7 +1486,7 @@ func (x *OpenPortRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenPortRequest.ProtoReflect.Descriptor instead.
 func (*OpenPortRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{24}
+	return file_agent_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *OpenPortRequest) GetPort() uint32 {
@@ -1450,7 +1505,7 @@ type OpenPortResponse struct {
 
 func (x *OpenPortResponse) Reset() {
 	*x = OpenPortResponse{}
-	mi := &file_agent_proto_msgTypes[25]
+	mi := &file_agent_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1462,7 +1517,7 @@ func (x *OpenPortResponse) String() string {
 func (*OpenPortResponse) ProtoMessage() {}
 
 func (x *OpenPortResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[25]
+	mi := &file_agent_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1475,7 +1530,7 @@ func (x *OpenPortResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenPortResponse.ProtoReflect.Descriptor instead.
 func (*OpenPortResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{25}
+	return file_agent_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *OpenPortResponse) GetId() uint32 {
@@ -1494,7 +1549,7 @@ type PortRequest struct {
 
 func (x *PortRequest) Reset() {
 	*x = PortRequest{}
-	mi := &file_agent_proto_msgTypes[26]
+	mi := &file_agent_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1506,7 +1561,7 @@ func (x *PortRequest) String() string {
 func (*PortRequest) ProtoMessage() {}
 
 func (x *PortRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[26]
+	mi := &file_agent_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1519,7 +1574,7 @@ func (x *PortRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PortRequest.ProtoReflect.Descriptor instead.
 func (*PortRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{26}
+	return file_agent_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *PortRequest) GetId() uint32 {
@@ -1539,7 +1594,7 @@ type WritePortRequest struct {
 
 func (x *WritePortRequest) Reset() {
 	*x = WritePortRequest{}
-	mi := &file_agent_proto_msgTypes[27]
+	mi := &file_agent_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1551,7 +1606,7 @@ func (x *WritePortRequest) String() string {
 func (*WritePortRequest) ProtoMessage() {}
 
 func (x *WritePortRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[27]
+	mi := &file_agent_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1564,7 +1619,7 @@ func (x *WritePortRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WritePortRequest.ProtoReflect.Descriptor instead.
 func (*WritePortRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{27}
+	return file_agent_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *WritePortRequest) GetId() uint32 {
@@ -1590,7 +1645,7 @@ type WritePortResponse struct {
 
 func (x *WritePortResponse) Reset() {
 	*x = WritePortResponse{}
-	mi := &file_agent_proto_msgTypes[28]
+	mi := &file_agent_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1602,7 +1657,7 @@ func (x *WritePortResponse) String() string {
 func (*WritePortResponse) ProtoMessage() {}
 
 func (x *WritePortResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[28]
+	mi := &file_agent_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1615,7 +1670,7 @@ func (x *WritePortResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WritePortResponse.ProtoReflect.Descriptor instead.
 func (*WritePortResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{28}
+	return file_agent_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *WritePortResponse) GetLen() uint32 {
@@ -1635,7 +1690,7 @@ type ReadPortRequest struct {
 
 func (x *ReadPortRequest) Reset() {
 	*x = ReadPortRequest{}
-	mi := &file_agent_proto_msgTypes[29]
+	mi := &file_agent_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1647,7 +1702,7 @@ func (x *ReadPortRequest) String() string {
 func (*ReadPortRequest) ProtoMessage() {}
 
 func (x *ReadPortRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[29]
+	mi := &file_agent_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1660,7 +1715,7 @@ func (x *ReadPortRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadPortRequest.ProtoReflect.Descriptor instead.
 func (*ReadPortRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{29}
+	return file_agent_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ReadPortRequest) GetId() uint32 {
@@ -1687,7 +1742,7 @@ type ReadPortResponse struct {
 
 func (x *ReadPortResponse) Reset() {
 	*x = ReadPortResponse{}
-	mi := &file_agent_proto_msgTypes[30]
+	mi := &file_agent_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1699,7 +1754,7 @@ func (x *ReadPortResponse) String() string {
 func (*ReadPortResponse) ProtoMessage() {}
 
 func (x *ReadPortResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[30]
+	mi := &file_agent_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1712,7 +1767,7 @@ func (x *ReadPortResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadPortResponse.ProtoReflect.Descriptor instead.
 func (*ReadPortResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{30}
+	return file_agent_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ReadPortResponse) GetData() []byte {
@@ -1733,7 +1788,10 @@ var File_agent_proto protoreflect.FileDescriptor
 
 const file_agent_proto_rawDesc = "" +
 	"\n" +
-	"\vagent.proto\x12\rhull.agent.v1\"\a\n" +
+	"\vagent.proto\x12\rhull.agent.v1\"J\n" +
+	"\x11StartCloneRequest\x12\x18\n" +
+	"\aentropy\x18\x01 \x01(\fR\aentropy\x12\x1b\n" +
+	"\tunix_nano\x18\x02 \x01(\x03R\bunixNano\"\a\n" +
 	"\x05Empty\"\x0f\n" +
 	"\rHealthRequest\"*\n" +
 	"\x0eHealthResponse\x12\x18\n" +
@@ -1842,7 +1900,7 @@ const file_agent_proto_rawDesc = "" +
 	"\x03max\x18\x02 \x01(\rR\x03max\"8\n" +
 	"\x10ReadPortResponse\x12\x12\n" +
 	"\x04data\x18\x01 \x01(\fR\x04data\x12\x10\n" +
-	"\x03eof\x18\x02 \x01(\bR\x03eof2\xce\x0f\n" +
+	"\x03eof\x18\x02 \x01(\bR\x03eof2\x94\x10\n" +
 	"\x05Agent\x12E\n" +
 	"\x06Health\x12\x1c.hull.agent.v1.HealthRequest\x1a\x1d.hull.agent.v1.HealthResponse\x12N\n" +
 	"\x0fCreateContainer\x12%.hull.agent.v1.CreateContainerRequest\x1a\x14.hull.agent.v1.Empty\x12G\n" +
@@ -1873,7 +1931,9 @@ const file_agent_proto_rawDesc = "" +
 	"\tClosePort\x12\x1a.hull.agent.v1.PortRequest\x1a\x14.hull.agent.v1.Empty\x12P\n" +
 	"\x10UpdateInterfaces\x12&.hull.agent.v1.UpdateInterfacesRequest\x1a\x14.hull.agent.v1.Empty\x12H\n" +
 	"\fUpdateRoutes\x12\".hull.agent.v1.UpdateRoutesRequest\x1a\x14.hull.agent.v1.Empty\x12L\n" +
-	"\x0eDestroySandbox\x12$.hull.agent.v1.DestroySandboxRequest\x1a\x14.hull.agent.v1.EmptyB4Z2github.com/hull-runtime/hull/agentproto;agentprotob\x06proto3"
+	"\x0eDestroySandbox\x12$.hull.agent.v1.DestroySandboxRequest\x1a\x14.hull.agent.v1.Empty\x12D\n" +
+	"\n" +
+	"StartClone\x12 .hull.agent.v1.StartCloneRequest\x1a\x14.hull.agent.v1.EmptyB4Z2github.com/hull-runtime/hull/agentproto;agentprotob\x06proto3"
 
 var (
 	file_agent_proto_rawDescOnce sync.Once
@@ -1887,98 +1947,101 @@ func file_agent_proto_rawDescGZIP() []byte {
 	return file_agent_proto_rawDescData
 }
 
-var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_agent_proto_goTypes = []any{
-	(*Empty)(nil),                   // 0: hull.agent.v1.Empty
-	(*HealthRequest)(nil),           // 1: hull.agent.v1.HealthRequest
-	(*HealthResponse)(nil),          // 2: hull.agent.v1.HealthResponse
-	(*CreateContainerRequest)(nil),  // 3: hull.agent.v1.CreateContainerRequest
-	(*ContainerRequest)(nil),        // 4: hull.agent.v1.ContainerRequest
-	(*RemoveContainerRequest)(nil),  // 5: hull.agent.v1.RemoveContainerRequest
-	(*UpdateContainerRequest)(nil),  // 6: hull.agent.v1.UpdateContainerRequest
-	(*StatsContainerResponse)(nil),  // 7: hull.agent.v1.StatsContainerResponse
-	(*ListProcessesResponse)(nil),   // 8: hull.agent.v1.ListProcessesResponse
-	(*ExecProcessRequest)(nil),      // 9: hull.agent.v1.ExecProcessRequest
-	(*ProcessRequest)(nil),          // 10: hull.agent.v1.ProcessRequest
-	(*SignalProcessRequest)(nil),    // 11: hull.agent.v1.SignalProcessRequest
-	(*WaitProcessResponse)(nil),     // 12: hull.agent.v1.WaitProcessResponse
-	(*WriteStdinRequest)(nil),       // 13: hull.agent.v1.WriteStdinRequest
-	(*WriteStdinResponse)(nil),      // 14: hull.agent.v1.WriteStdinResponse
-	(*ReadStreamRequest)(nil),       // 15: hull.agent.v1.ReadStreamRequest
-	(*ReadStreamResponse)(nil),      // 16: hull.agent.v1.ReadStreamResponse
-	(*ResizeTtyRequest)(nil),        // 17: hull.agent.v1.ResizeTtyRequest
-	(*IPAddress)(nil),               // 18: hull.agent.v1.IPAddress
-	(*Interface)(nil),               // 19: hull.agent.v1.Interface
-	(*UpdateInterfacesRequest)(nil), // 20: hull.agent.v1.UpdateInterfacesRequest
-	(*Route)(nil),                   // 21: hull.agent.v1.Route
-	(*UpdateRoutesRequest)(nil),     // 22: hull.agent.v1.UpdateRoutesRequest
-	(*DestroySandboxRequest)(nil),   // 23: hull.agent.v1.DestroySandboxRequest
-	(*OpenPortRequest)(nil),         // 24: hull.agent.v1.OpenPortRequest
-	(*OpenPortResponse)(nil),        // 25: hull.agent.v1.OpenPortResponse
-	(*PortRequest)(nil),             // 26: hull.agent.v1.PortRequest
-	(*WritePortRequest)(nil),        // 27: hull.agent.v1.WritePortRequest
-	(*WritePortResponse)(nil),       // 28: hull.agent.v1.WritePortResponse
-	(*ReadPortRequest)(nil),         // 29: hull.agent.v1.ReadPortRequest
-	(*ReadPortResponse)(nil),        // 30: hull.agent.v1.ReadPortResponse
+	(*StartCloneRequest)(nil),       // 0: hull.agent.v1.StartCloneRequest
+	(*Empty)(nil),                   // 1: hull.agent.v1.Empty
+	(*HealthRequest)(nil),           // 2: hull.agent.v1.HealthRequest
+	(*HealthResponse)(nil),          // 3: hull.agent.v1.HealthResponse
+	(*CreateContainerRequest)(nil),  // 4: hull.agent.v1.CreateContainerRequest
+	(*ContainerRequest)(nil),        // 5: hull.agent.v1.ContainerRequest
+	(*RemoveContainerRequest)(nil),  // 6: hull.agent.v1.RemoveContainerRequest
+	(*UpdateContainerRequest)(nil),  // 7: hull.agent.v1.UpdateContainerRequest
+	(*StatsContainerResponse)(nil),  // 8: hull.agent.v1.StatsContainerResponse
+	(*ListProcessesResponse)(nil),   // 9: hull.agent.v1.ListProcessesResponse
+	(*ExecProcessRequest)(nil),      // 10: hull.agent.v1.ExecProcessRequest
+	(*ProcessRequest)(nil),          // 11: hull.agent.v1.ProcessRequest
+	(*SignalProcessRequest)(nil),    // 12: hull.agent.v1.SignalProcessRequest
+	(*WaitProcessResponse)(nil),     // 13: hull.agent.v1.WaitProcessResponse
+	(*WriteStdinRequest)(nil),       // 14: hull.agent.v1.WriteStdinRequest
+	(*WriteStdinResponse)(nil),      // 15: hull.agent.v1.WriteStdinResponse
+	(*ReadStreamRequest)(nil),       // 16: hull.agent.v1.ReadStreamRequest
+	(*ReadStreamResponse)(nil),      // 17: hull.agent.v1.ReadStreamResponse
+	(*ResizeTtyRequest)(nil),        // 18: hull.agent.v1.ResizeTtyRequest
+	(*IPAddress)(nil),               // 19: hull.agent.v1.IPAddress
+	(*Interface)(nil),               // 20: hull.agent.v1.Interface
+	(*UpdateInterfacesRequest)(nil), // 21: hull.agent.v1.UpdateInterfacesRequest
+	(*Route)(nil),                   // 22: hull.agent.v1.Route
+	(*UpdateRoutesRequest)(nil),     // 23: hull.agent.v1.UpdateRoutesRequest
+	(*DestroySandboxRequest)(nil),   // 24: hull.agent.v1.DestroySandboxRequest
+	(*OpenPortRequest)(nil),         // 25: hull.agent.v1.OpenPortRequest
+	(*OpenPortResponse)(nil),        // 26: hull.agent.v1.OpenPortResponse
+	(*PortRequest)(nil),             // 27: hull.agent.v1.PortRequest
+	(*WritePortRequest)(nil),        // 28: hull.agent.v1.WritePortRequest
+	(*WritePortResponse)(nil),       // 29: hull.agent.v1.WritePortResponse
+	(*ReadPortRequest)(nil),         // 30: hull.agent.v1.ReadPortRequest
+	(*ReadPortResponse)(nil),        // 31: hull.agent.v1.ReadPortResponse
 }
 var file_agent_proto_depIdxs = []int32{
-	18, // 0: hull.agent.v1.Interface.addresses:type_name -> hull.agent.v1.IPAddress
-	19, // 1: hull.agent.v1.UpdateInterfacesRequest.interfaces:type_name -> hull.agent.v1.Interface
-	21, // 2: hull.agent.v1.UpdateRoutesRequest.routes:type_name -> hull.agent.v1.Route
-	1,  // 3: hull.agent.v1.Agent.Health:input_type -> hull.agent.v1.HealthRequest
-	3,  // 4: hull.agent.v1.Agent.CreateContainer:input_type -> hull.agent.v1.CreateContainerRequest
-	4,  // 5: hull.agent.v1.Agent.StartContainer:input_type -> hull.agent.v1.ContainerRequest
-	5,  // 6: hull.agent.v1.Agent.RemoveContainer:input_type -> hull.agent.v1.RemoveContainerRequest
-	4,  // 7: hull.agent.v1.Agent.PauseContainer:input_type -> hull.agent.v1.ContainerRequest
-	4,  // 8: hull.agent.v1.Agent.ResumeContainer:input_type -> hull.agent.v1.ContainerRequest
-	6,  // 9: hull.agent.v1.Agent.UpdateContainer:input_type -> hull.agent.v1.UpdateContainerRequest
-	4,  // 10: hull.agent.v1.Agent.StatsContainer:input_type -> hull.agent.v1.ContainerRequest
-	4,  // 11: hull.agent.v1.Agent.ListProcesses:input_type -> hull.agent.v1.ContainerRequest
-	9,  // 12: hull.agent.v1.Agent.ExecProcess:input_type -> hull.agent.v1.ExecProcessRequest
-	11, // 13: hull.agent.v1.Agent.SignalProcess:input_type -> hull.agent.v1.SignalProcessRequest
-	10, // 14: hull.agent.v1.Agent.WaitProcess:input_type -> hull.agent.v1.ProcessRequest
-	13, // 15: hull.agent.v1.Agent.WriteStdin:input_type -> hull.agent.v1.WriteStdinRequest
-	10, // 16: hull.agent.v1.Agent.CloseStdin:input_type -> hull.agent.v1.ProcessRequest
-	15, // 17: hull.agent.v1.Agent.ReadStdout:input_type -> hull.agent.v1.ReadStreamRequest
-	15, // 18: hull.agent.v1.Agent.ReadStderr:input_type -> hull.agent.v1.ReadStreamRequest
-	17, // 19: hull.agent.v1.Agent.ResizeTty:input_type -> hull.agent.v1.ResizeTtyRequest
-	10, // 20: hull.agent.v1.Agent.CloseProcess:input_type -> hull.agent.v1.ProcessRequest
-	24, // 21: hull.agent.v1.Agent.OpenPort:input_type -> hull.agent.v1.OpenPortRequest
-	27, // 22: hull.agent.v1.Agent.WritePort:input_type -> hull.agent.v1.WritePortRequest
-	29, // 23: hull.agent.v1.Agent.ReadPort:input_type -> hull.agent.v1.ReadPortRequest
-	26, // 24: hull.agent.v1.Agent.ClosePortWrite:input_type -> hull.agent.v1.PortRequest
-	26, // 25: hull.agent.v1.Agent.ClosePort:input_type -> hull.agent.v1.PortRequest
-	20, // 26: hull.agent.v1.Agent.UpdateInterfaces:input_type -> hull.agent.v1.UpdateInterfacesRequest
-	22, // 27: hull.agent.v1.Agent.UpdateRoutes:input_type -> hull.agent.v1.UpdateRoutesRequest
-	23, // 28: hull.agent.v1.Agent.DestroySandbox:input_type -> hull.agent.v1.DestroySandboxRequest
-	2,  // 29: hull.agent.v1.Agent.Health:output_type -> hull.agent.v1.HealthResponse
-	0,  // 30: hull.agent.v1.Agent.CreateContainer:output_type -> hull.agent.v1.Empty
-	0,  // 31: hull.agent.v1.Agent.StartContainer:output_type -> hull.agent.v1.Empty
-	0,  // 32: hull.agent.v1.Agent.RemoveContainer:output_type -> hull.agent.v1.Empty
-	0,  // 33: hull.agent.v1.Agent.PauseContainer:output_type -> hull.agent.v1.Empty
-	0,  // 34: hull.agent.v1.Agent.ResumeContainer:output_type -> hull.agent.v1.Empty
-	0,  // 35: hull.agent.v1.Agent.UpdateContainer:output_type -> hull.agent.v1.Empty
-	7,  // 36: hull.agent.v1.Agent.StatsContainer:output_type -> hull.agent.v1.StatsContainerResponse
-	8,  // 37: hull.agent.v1.Agent.ListProcesses:output_type -> hull.agent.v1.ListProcessesResponse
-	0,  // 38: hull.agent.v1.Agent.ExecProcess:output_type -> hull.agent.v1.Empty
-	0,  // 39: hull.agent.v1.Agent.SignalProcess:output_type -> hull.agent.v1.Empty
-	12, // 40: hull.agent.v1.Agent.WaitProcess:output_type -> hull.agent.v1.WaitProcessResponse
-	14, // 41: hull.agent.v1.Agent.WriteStdin:output_type -> hull.agent.v1.WriteStdinResponse
-	0,  // 42: hull.agent.v1.Agent.CloseStdin:output_type -> hull.agent.v1.Empty
-	16, // 43: hull.agent.v1.Agent.ReadStdout:output_type -> hull.agent.v1.ReadStreamResponse
-	16, // 44: hull.agent.v1.Agent.ReadStderr:output_type -> hull.agent.v1.ReadStreamResponse
-	0,  // 45: hull.agent.v1.Agent.ResizeTty:output_type -> hull.agent.v1.Empty
-	0,  // 46: hull.agent.v1.Agent.CloseProcess:output_type -> hull.agent.v1.Empty
-	25, // 47: hull.agent.v1.Agent.OpenPort:output_type -> hull.agent.v1.OpenPortResponse
-	28, // 48: hull.agent.v1.Agent.WritePort:output_type -> hull.agent.v1.WritePortResponse
-	30, // 49: hull.agent.v1.Agent.ReadPort:output_type -> hull.agent.v1.ReadPortResponse
-	0,  // 50: hull.agent.v1.Agent.ClosePortWrite:output_type -> hull.agent.v1.Empty
-	0,  // 51: hull.agent.v1.Agent.ClosePort:output_type -> hull.agent.v1.Empty
-	0,  // 52: hull.agent.v1.Agent.UpdateInterfaces:output_type -> hull.agent.v1.Empty
-	0,  // 53: hull.agent.v1.Agent.UpdateRoutes:output_type -> hull.agent.v1.Empty
-	0,  // 54: hull.agent.v1.Agent.DestroySandbox:output_type -> hull.agent.v1.Empty
-	29, // [29:55] is the sub-list for method output_type
-	3,  // [3:29] is the sub-list for method input_type
+	19, // 0: hull.agent.v1.Interface.addresses:type_name -> hull.agent.v1.IPAddress
+	20, // 1: hull.agent.v1.UpdateInterfacesRequest.interfaces:type_name -> hull.agent.v1.Interface
+	22, // 2: hull.agent.v1.UpdateRoutesRequest.routes:type_name -> hull.agent.v1.Route
+	2,  // 3: hull.agent.v1.Agent.Health:input_type -> hull.agent.v1.HealthRequest
+	4,  // 4: hull.agent.v1.Agent.CreateContainer:input_type -> hull.agent.v1.CreateContainerRequest
+	5,  // 5: hull.agent.v1.Agent.StartContainer:input_type -> hull.agent.v1.ContainerRequest
+	6,  // 6: hull.agent.v1.Agent.RemoveContainer:input_type -> hull.agent.v1.RemoveContainerRequest
+	5,  // 7: hull.agent.v1.Agent.PauseContainer:input_type -> hull.agent.v1.ContainerRequest
+	5,  // 8: hull.agent.v1.Agent.ResumeContainer:input_type -> hull.agent.v1.ContainerRequest
+	7,  // 9: hull.agent.v1.Agent.UpdateContainer:input_type -> hull.agent.v1.UpdateContainerRequest
+	5,  // 10: hull.agent.v1.Agent.StatsContainer:input_type -> hull.agent.v1.ContainerRequest
+	5,  // 11: hull.agent.v1.Agent.ListProcesses:input_type -> hull.agent.v1.ContainerRequest
+	10, // 12: hull.agent.v1.Agent.ExecProcess:input_type -> hull.agent.v1.ExecProcessRequest
+	12, // 13: hull.agent.v1.Agent.SignalProcess:input_type -> hull.agent.v1.SignalProcessRequest
+	11, // 14: hull.agent.v1.Agent.WaitProcess:input_type -> hull.agent.v1.ProcessRequest
+	14, // 15: hull.agent.v1.Agent.WriteStdin:input_type -> hull.agent.v1.WriteStdinRequest
+	11, // 16: hull.agent.v1.Agent.CloseStdin:input_type -> hull.agent.v1.ProcessRequest
+	16, // 17: hull.agent.v1.Agent.ReadStdout:input_type -> hull.agent.v1.ReadStreamRequest
+	16, // 18: hull.agent.v1.Agent.ReadStderr:input_type -> hull.agent.v1.ReadStreamRequest
+	18, // 19: hull.agent.v1.Agent.ResizeTty:input_type -> hull.agent.v1.ResizeTtyRequest
+	11, // 20: hull.agent.v1.Agent.CloseProcess:input_type -> hull.agent.v1.ProcessRequest
+	25, // 21: hull.agent.v1.Agent.OpenPort:input_type -> hull.agent.v1.OpenPortRequest
+	28, // 22: hull.agent.v1.Agent.WritePort:input_type -> hull.agent.v1.WritePortRequest
+	30, // 23: hull.agent.v1.Agent.ReadPort:input_type -> hull.agent.v1.ReadPortRequest
+	27, // 24: hull.agent.v1.Agent.ClosePortWrite:input_type -> hull.agent.v1.PortRequest
+	27, // 25: hull.agent.v1.Agent.ClosePort:input_type -> hull.agent.v1.PortRequest
+	21, // 26: hull.agent.v1.Agent.UpdateInterfaces:input_type -> hull.agent.v1.UpdateInterfacesRequest
+	23, // 27: hull.agent.v1.Agent.UpdateRoutes:input_type -> hull.agent.v1.UpdateRoutesRequest
+	24, // 28: hull.agent.v1.Agent.DestroySandbox:input_type -> hull.agent.v1.DestroySandboxRequest
+	0,  // 29: hull.agent.v1.Agent.StartClone:input_type -> hull.agent.v1.StartCloneRequest
+	3,  // 30: hull.agent.v1.Agent.Health:output_type -> hull.agent.v1.HealthResponse
+	1,  // 31: hull.agent.v1.Agent.CreateContainer:output_type -> hull.agent.v1.Empty
+	1,  // 32: hull.agent.v1.Agent.StartContainer:output_type -> hull.agent.v1.Empty
+	1,  // 33: hull.agent.v1.Agent.RemoveContainer:output_type -> hull.agent.v1.Empty
+	1,  // 34: hull.agent.v1.Agent.PauseContainer:output_type -> hull.agent.v1.Empty
+	1,  // 35: hull.agent.v1.Agent.ResumeContainer:output_type -> hull.agent.v1.Empty
+	1,  // 36: hull.agent.v1.Agent.UpdateContainer:output_type -> hull.agent.v1.Empty
+	8,  // 37: hull.agent.v1.Agent.StatsContainer:output_type -> hull.agent.v1.StatsContainerResponse
+	9,  // 38: hull.agent.v1.Agent.ListProcesses:output_type -> hull.agent.v1.ListProcessesResponse
+	1,  // 39: hull.agent.v1.Agent.ExecProcess:output_type -> hull.agent.v1.Empty
+	1,  // 40: hull.agent.v1.Agent.SignalProcess:output_type -> hull.agent.v1.Empty
+	13, // 41: hull.agent.v1.Agent.WaitProcess:output_type -> hull.agent.v1.WaitProcessResponse
+	15, // 42: hull.agent.v1.Agent.WriteStdin:output_type -> hull.agent.v1.WriteStdinResponse
+	1,  // 43: hull.agent.v1.Agent.CloseStdin:output_type -> hull.agent.v1.Empty
+	17, // 44: hull.agent.v1.Agent.ReadStdout:output_type -> hull.agent.v1.ReadStreamResponse
+	17, // 45: hull.agent.v1.Agent.ReadStderr:output_type -> hull.agent.v1.ReadStreamResponse
+	1,  // 46: hull.agent.v1.Agent.ResizeTty:output_type -> hull.agent.v1.Empty
+	1,  // 47: hull.agent.v1.Agent.CloseProcess:output_type -> hull.agent.v1.Empty
+	26, // 48: hull.agent.v1.Agent.OpenPort:output_type -> hull.agent.v1.OpenPortResponse
+	29, // 49: hull.agent.v1.Agent.WritePort:output_type -> hull.agent.v1.WritePortResponse
+	31, // 50: hull.agent.v1.Agent.ReadPort:output_type -> hull.agent.v1.ReadPortResponse
+	1,  // 51: hull.agent.v1.Agent.ClosePortWrite:output_type -> hull.agent.v1.Empty
+	1,  // 52: hull.agent.v1.Agent.ClosePort:output_type -> hull.agent.v1.Empty
+	1,  // 53: hull.agent.v1.Agent.UpdateInterfaces:output_type -> hull.agent.v1.Empty
+	1,  // 54: hull.agent.v1.Agent.UpdateRoutes:output_type -> hull.agent.v1.Empty
+	1,  // 55: hull.agent.v1.Agent.DestroySandbox:output_type -> hull.agent.v1.Empty
+	1,  // 56: hull.agent.v1.Agent.StartClone:output_type -> hull.agent.v1.Empty
+	30, // [30:57] is the sub-list for method output_type
+	3,  // [3:30] is the sub-list for method input_type
 	3,  // [3:3] is the sub-list for extension type_name
 	3,  // [3:3] is the sub-list for extension extendee
 	0,  // [0:3] is the sub-list for field type_name
@@ -1995,7 +2058,7 @@ func file_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agent_proto_rawDesc), len(file_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   31,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

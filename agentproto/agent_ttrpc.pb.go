@@ -34,6 +34,7 @@ type AgentService interface {
 	UpdateInterfaces(context.Context, *UpdateInterfacesRequest) (*Empty, error)
 	UpdateRoutes(context.Context, *UpdateRoutesRequest) (*Empty, error)
 	DestroySandbox(context.Context, *DestroySandboxRequest) (*Empty, error)
+	StartClone(context.Context, *StartCloneRequest) (*Empty, error)
 }
 
 func RegisterAgentService(srv *ttrpc.Server, svc AgentService) {
@@ -220,6 +221,13 @@ func RegisterAgentService(srv *ttrpc.Server, svc AgentService) {
 					return nil, err
 				}
 				return svc.DestroySandbox(ctx, &req)
+			},
+			"StartClone": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req StartCloneRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.StartClone(ctx, &req)
 			},
 		},
 	})
@@ -438,6 +446,14 @@ func (c *agentClient) UpdateRoutes(ctx context.Context, req *UpdateRoutesRequest
 func (c *agentClient) DestroySandbox(ctx context.Context, req *DestroySandboxRequest) (*Empty, error) {
 	var resp Empty
 	if err := c.client.Call(ctx, "hull.agent.v1.Agent", "DestroySandbox", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *agentClient) StartClone(ctx context.Context, req *StartCloneRequest) (*Empty, error) {
+	var resp Empty
+	if err := c.client.Call(ctx, "hull.agent.v1.Agent", "StartClone", req, &resp); err != nil {
 		return nil, err
 	}
 	return &resp, nil

@@ -14,6 +14,7 @@ import (
 
 	"github.com/containerd/ttrpc"
 	"github.com/mdlayher/vsock"
+	"golang.org/x/sys/unix"
 )
 
 // ContainerNSPrefix marks a namespace path in a guest spec as "the namespace
@@ -105,14 +106,18 @@ func FindSerialPort(sysRoot, name string) (string, error) {
 }
 
 // SerialListener serves one connection at a time over a virtio-serial port:
-// Accept opens the port and returns it as a connection; when that connection
-// ends (the host went away), the next Accept reopens it.
+// Accept opens the port and returns it as a connection once the host end is
+// connected; when that connection ends (the host went away), the next
+// Accept reopens the port and waits for a host again.
 type SerialListener struct {
 	path   string
-	opened time.Time
 	free   chan struct{}
 	closed chan struct{}
 	once   sync.Once
+	// waiting is the port Accept has open while it waits for a host;
+	// Close closes it to end the wait.
+	mu      sync.Mutex
+	waiting *os.File
 }
 
 // ListenSerial returns a listener over the character device at path.
@@ -122,30 +127,85 @@ func ListenSerial(path string) *SerialListener {
 	return l
 }
 
-// Accept waits until the previous connection is closed, then reopens the port.
+// Accept waits until the previous connection is closed, then reopens the
+// port and waits until the host end is connected.
 func (l *SerialListener) Accept() (net.Conn, error) {
 	select {
 	case <-l.closed:
 		return nil, net.ErrClosed
 	case <-l.free:
 	}
-	// A port whose host end is not connected reads EOF at once; do not
-	// spin reopening it.
-	if wait := 100*time.Millisecond - time.Since(l.opened); wait > 0 {
-		time.Sleep(wait)
-	}
-	l.opened = time.Now()
 	f, err := os.OpenFile(l.path, os.O_RDWR, 0)
 	if err != nil {
 		l.free <- struct{}{}
 		return nil, fmt.Errorf("open %s: %w", l.path, err)
 	}
+	if err := l.waitHost(f); err != nil {
+		f.Close()
+		l.free <- struct{}{}
+		return nil, err
+	}
 	return &serialConn{File: f, release: func() { l.free <- struct{}{} }}, nil
 }
 
-// Close stops Accept.
+// waitHost returns once the host end of the port f is connected. Until
+// then the port polls POLLHUP and reads EOF at once; the guest kernel wakes
+// the port's pollers when the host connects, and the port is writable
+// from then on. A port that cannot be polled is taken as connected.
+func (l *SerialListener) waitHost(f *os.File) error {
+	l.mu.Lock()
+	select {
+	case <-l.closed:
+		l.mu.Unlock()
+		return net.ErrClosed
+	default:
+	}
+	l.waiting = f
+	l.mu.Unlock()
+	defer func() {
+		l.mu.Lock()
+		l.waiting = nil
+		l.mu.Unlock()
+	}()
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("wait for the host on %s: %w", l.path, err)
+	}
+	var perr error
+	err = rc.Write(func(fd uintptr) bool {
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
+		for {
+			_, perr = unix.Poll(fds, 0)
+			if !errors.Is(perr, unix.EINTR) {
+				break
+			}
+		}
+		return perr != nil || fds[0].Revents&unix.POLLHUP == 0
+	})
+	select {
+	case <-l.closed:
+		return net.ErrClosed
+	default:
+	}
+	if err == nil {
+		err = perr
+	}
+	if err != nil {
+		return fmt.Errorf("wait for the host on %s: %w", l.path, err)
+	}
+	return nil
+}
+
+// Close stops Accept, also one waiting for a host.
 func (l *SerialListener) Close() error {
-	l.once.Do(func() { close(l.closed) })
+	l.once.Do(func() {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		close(l.closed)
+		if l.waiting != nil {
+			l.waiting.Close()
+		}
+	})
 	return nil
 }
 

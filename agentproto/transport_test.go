@@ -3,6 +3,7 @@ package agentproto
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"net"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/containerd/ttrpc"
+	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -309,6 +311,92 @@ func TestSerialListener(t *testing.T) {
 		t.Fatal("Accept still blocked after Close")
 	}
 	c2.Close()
+}
+
+// openPTY returns a pty's master and the path of its slave. A master polls
+// POLLHUP while its slave is closed, as a virtio port does while its host
+// end is not connected, and is woken when the slave writes.
+func openPTY(t *testing.T) (*os.File, string) {
+	t.Helper()
+	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Skipf("no pty: %v", err)
+	}
+	t.Cleanup(func() { m.Close() })
+	rc, err := m.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	var ierr error
+	if err := rc.Control(func(fd uintptr) {
+		if ierr = unix.IoctlSetPointerInt(int(fd), unix.TIOCSPTLCK, 0); ierr == nil {
+			n, ierr = unix.IoctlGetInt(int(fd), unix.TIOCGPTN)
+		}
+	}); err != nil || ierr != nil {
+		t.Fatalf("unlock pty: %v %v", err, ierr)
+	}
+	return m, fmt.Sprintf("/dev/pts/%d", n)
+}
+
+// waitHost holds Accept until the host end is connected, and no longer.
+func TestSerialListenerWaitsForHost(t *testing.T) {
+	master, slave := openPTY(t)
+	// The slave opened once and closed: the master now polls POLLHUP.
+	s, err := os.OpenFile(slave, os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	l := ListenSerial("unused")
+	waited := make(chan error, 1)
+	go func() { waited <- l.waitHost(master) }()
+	select {
+	case err := <-waited:
+		t.Fatalf("waitHost returned (%v) with no host connected", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	// The host connects and sends its first request.
+	s, err = os.OpenFile(slave, os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-waited:
+		if err != nil {
+			t.Errorf("waitHost = %v, want nil once the host is there", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("waitHost still waiting after the host connected")
+	}
+}
+
+// Close ends a wait for the host.
+func TestSerialListenerCloseEndsWaitForHost(t *testing.T) {
+	master, slave := openPTY(t)
+	s, err := os.OpenFile(slave, os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	l := ListenSerial("unused")
+	waited := make(chan error, 1)
+	go func() { waited <- l.waitHost(master) }()
+	// Most likely waitHost is waiting by now; before or during, Close ends it.
+	time.Sleep(50 * time.Millisecond)
+	l.Close()
+	select {
+	case err := <-waited:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Errorf("waitHost after Close = %v, want net.ErrClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("waitHost still waiting after Close")
+	}
 }
 
 // Drain returns once every client has hung up, not before, and gives up

@@ -68,6 +68,31 @@ func Main() error {
 	// would otherwise share it between the two), and CreateContainer waits
 	// for them.
 	setup := newSetup()
+	// owned is closed once the guest belongs to a sandbox: at once after a
+	// boot, at StartClone in a template's clone. A template mounts no
+	// share: QEMU cannot save a VM with a 9p export mounted.
+	owned := make(chan struct{})
+	var startClone func(context.Context, *agentproto.StartCloneRequest) error
+	if boot.Template {
+		startClone = func(_ context.Context, req *agentproto.StartCloneRequest) error {
+			if err := ReseedRNG(req.Entropy); err != nil {
+				return err
+			}
+			if err := SetClock(req.UnixNano); err != nil {
+				return err
+			}
+			if boot.ShareTag != "" {
+				if err := MountShare(boot.ShareTag, boot.ShareFS); err != nil {
+					return err
+				}
+			}
+			trace("agent: clone started")
+			close(owned)
+			return nil
+		}
+	} else {
+		close(owned)
+	}
 	setupWork := func() error {
 		if err := MountCgroups(); err != nil {
 			return err
@@ -75,12 +100,14 @@ func Main() error {
 		if err := LoopbackUp(); err != nil {
 			return err
 		}
-		if boot.ShareTag != "" {
+		if boot.ShareTag != "" && !boot.Template {
 			if err := MountShare(boot.ShareTag, boot.ShareFS); err != nil {
 				return err
 			}
 		}
 		trace("agent: cgroups, loopback and share set up")
+		// A clone's containers need its share, which StartClone mounts.
+		<-owned
 		return nil
 	}
 	reaper := NewReaper()
@@ -103,6 +130,7 @@ func Main() error {
 		NoPivot:    rootIsRAM(),
 		Log:        log,
 		Ready:      setup.wait,
+		StartClone: startClone,
 	})
 	l, err := listen(boot)
 	if err != nil {
@@ -116,7 +144,7 @@ func Main() error {
 	log.Debug("agent serving", "on", l.Addr().String())
 	trace("agent: serving")
 	setup.start(setupWork)
-	return serve(srv, l, svc.Destroyed(), hangupWait, log)
+	return serve(srv, l, svc.Destroyed(), owned, hangupWait, log)
 }
 
 // serve answers on l until destroyed is closed, then returns once the
@@ -124,13 +152,15 @@ func Main() error {
 // go away with the reply to DestroySandbox still in it. A host that does
 // not hang up within wait is not waited for any longer.
 //
-// It also returns when the host hangs up without destroying the sandbox.
-// The host end belongs to the sandbox's owner (hull's monitor), which
-// connects once and hangs up early only by dying; QEMU must then end too,
-// and when it runs as an unprivileged user it has lost the death signal
-// that would end it with its owner (setuid clears it).
-func serve(srv *ttrpc.Server, l net.Listener, destroyed <-chan struct{}, wait time.Duration, log *slog.Logger) error {
-	owner := &ownerListener{Listener: l, gone: make(chan struct{})}
+// It also returns when the host hangs up without destroying the sandbox,
+// once the guest is owned. The host end belongs to the sandbox's owner
+// (hull's monitor), which connects once and hangs up early only by dying;
+// QEMU must then end too, and when it runs as an unprivileged user it has
+// lost the death signal that would end it with its owner (setuid clears
+// it). Until owned is closed (a VM template, saved after its host hung up,
+// waiting for its clones' hosts), a hangup only ends the connection.
+func serve(srv *ttrpc.Server, l net.Listener, destroyed, owned <-chan struct{}, wait time.Duration, log *slog.Logger) error {
+	owner := &ownerListener{Listener: l, owned: owned, gone: make(chan struct{})}
 	dl := agentproto.NewDrainingListener(owner)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(context.Background(), dl) }()
@@ -150,13 +180,16 @@ func serve(srv *ttrpc.Server, l net.Listener, destroyed <-chan struct{}, wait ti
 	return nil
 }
 
-// ownerListener closes gone when a connection that carried requests ends:
-// the host's owner hung up. A connection that ends before any byte came is
-// a serial port whose host end is not connected yet, reopened later.
+// ownerListener closes gone when a connection that carried requests ends
+// while owned is closed: the host's owner hung up. A connection that ends
+// before any byte came is a serial port whose host end is not connected
+// yet, reopened later; one that ends before owned is closed is a template's
+// host, gone before the template is saved.
 type ownerListener struct {
 	net.Listener
-	once sync.Once
-	gone chan struct{}
+	owned <-chan struct{}
+	once  sync.Once
+	gone  chan struct{}
 }
 
 func (l *ownerListener) Accept() (net.Conn, error) {
@@ -182,10 +215,19 @@ func (c *ownerConn) Read(p []byte) (int, error) {
 }
 
 func (c *ownerConn) Close() error {
-	if c.used.Load() {
+	if c.used.Load() && isClosed(c.l.owned) {
 		c.l.once.Do(func() { close(c.l.gone) })
 	}
 	return c.Conn.Close()
+}
+
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }
 
 // setup is boot work that runs beside serving; wait returns its outcome.

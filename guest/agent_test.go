@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -31,7 +32,18 @@ func serveAgent(t *testing.T, wait time.Duration) (*agentproto.Client, <-chan er
 // socket's path and the channel serve's result arrives on.
 func startAgent(t *testing.T, wait time.Duration) (string, <-chan error) {
 	t.Helper()
-	svc := NewService(Config{Runtime: func(string) Runtime { return failingRuntime{} }, BundleDir: t.TempDir()})
+	owned := make(chan struct{})
+	close(owned)
+	return startAgentWith(t, Config{}, owned, wait)
+}
+
+// startAgentWith is startAgent for a Service of cfg (its runtime fails, its
+// bundles go to a temporary directory) that is owned once owned is closed.
+func startAgentWith(t *testing.T, cfg Config, owned <-chan struct{}, wait time.Duration) (string, <-chan error) {
+	t.Helper()
+	cfg.Runtime = func(string) Runtime { return failingRuntime{} }
+	cfg.BundleDir = t.TempDir()
+	svc := NewService(cfg)
 	srv, err := ttrpc.NewServer()
 	if err != nil {
 		t.Fatal(err)
@@ -39,12 +51,14 @@ func startAgent(t *testing.T, wait time.Duration) (string, <-chan error) {
 	agentproto.RegisterAgentService(srv, svc)
 	t.Cleanup(func() { srv.Close() })
 	path := filepath.Join(t.TempDir(), "agent.sock")
-	l, err := net.Listen("unix", path)
+	ul, err := net.Listen("unix", path)
 	if err != nil {
 		t.Fatal(err)
 	}
+	l := &oneAtATime{Listener: ul, free: make(chan struct{}, 1)}
+	l.free <- struct{}{}
 	done := make(chan error, 1)
-	go func() { done <- serve(srv, l, svc.Destroyed(), wait, slog.New(slog.DiscardHandler)) }()
+	go func() { done <- serve(srv, l, svc.Destroyed(), owned, wait, slog.New(slog.DiscardHandler)) }()
 	return path, done
 }
 
@@ -133,5 +147,88 @@ func TestServeOutlivesAnEmptyConnection(t *testing.T) {
 	case err := <-done:
 		t.Fatalf("serve returned (%v) while the host was connected", err)
 	default:
+	}
+}
+
+// oneAtATime accepts a connection only once the previous one is closed, as
+// the agent's virtio-serial port does.
+type oneAtATime struct {
+	net.Listener
+	free chan struct{}
+}
+
+func (l *oneAtATime) Accept() (net.Conn, error) {
+	<-l.free
+	c, err := l.Listener.Accept()
+	if err != nil {
+		l.free <- struct{}{}
+		return nil, err
+	}
+	return &releasingConn{Conn: c, release: func() { l.free <- struct{}{} }}, nil
+}
+
+type releasingConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *releasingConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.release)
+	return err
+}
+
+// A VM template's host hangs up before the template is saved; the agent
+// then waits for a clone's host, and once StartClone has made the clone
+// the sandbox's own, that host's hangup powers it off as after a boot.
+func TestServeTemplateOutlivesItsHostUntilCloned(t *testing.T) {
+	owned := make(chan struct{})
+	var got *agentproto.StartCloneRequest
+	cfg := Config{StartClone: func(_ context.Context, req *agentproto.StartCloneRequest) error {
+		got = req
+		close(owned)
+		return nil
+	}}
+	path, done := startAgentWith(t, cfg, owned, time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	dial := func() *agentproto.Client {
+		conn, err := net.Dial("unix", path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := agentproto.NewClient(conn)
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	template := dial()
+	if _, err := template.Health(ctx, &agentproto.HealthRequest{}); err != nil {
+		t.Fatalf("Health: %v", err)
+	}
+	template.Close()
+	<-template.Done()
+
+	clone := dial()
+	req := &agentproto.StartCloneRequest{Entropy: make([]byte, MinCloneEntropy), UnixNano: 42}
+	if _, err := clone.StartClone(ctx, req); err != nil {
+		t.Fatalf("StartClone after the template's host hung up: %v", err)
+	}
+	if got == nil || got.UnixNano != 42 {
+		t.Errorf("StartClone reached the guest as %v, want the host's request", got)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("serve returned (%v) while the clone's host is connected", err)
+	default:
+	}
+	clone.Close()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("serve = %v, want nil", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("serve still running after the clone's host hung up")
 	}
 }

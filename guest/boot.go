@@ -17,7 +17,8 @@ import (
 )
 
 // BootConfig is what the host tells the agent on the kernel command line
-// (hull.port=, hull.vsock=, hull.share=, hull.sharefs=, hull.debug).
+// (hull.port=, hull.vsock=, hull.share=, hull.sharefs=, hull.debug,
+// hull.template).
 type BootConfig struct {
 	PortName  string
 	VsockPort uint32
@@ -26,6 +27,10 @@ type BootConfig struct {
 	// ShareFSVirtio.
 	ShareFS string
 	Debug   bool
+	// Template: this guest boots to be saved as a VM template, then
+	// restored in clones. It mounts the share only once a clone starts
+	// (StartClone), and outlives its host's hangup until then.
+	Template bool
 }
 
 // File systems the share comes over (hull.sharefs=).
@@ -54,6 +59,8 @@ func ParseCmdline(cmdline string) (BootConfig, error) {
 			cfg.ShareFS = v
 		case "hull.debug":
 			cfg.Debug = v == "" || v == "1"
+		case "hull.template":
+			cfg.Template = v == "" || v == "1"
 		case "hull.vsock":
 			n, err := strconv.ParseUint(v, 10, 32)
 			if err != nil {

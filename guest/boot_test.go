@@ -51,6 +51,16 @@ func TestParseCmdline(t *testing.T) {
 			want:    BootConfig{PortName: "p", ShareTag: "hullshare", ShareFS: ShareFSVirtio},
 		},
 		{
+			name:    "template",
+			cmdline: "hull.port=p hull.share=hullshare hull.template=1",
+			want:    BootConfig{PortName: "p", ShareTag: "hullshare", ShareFS: ShareFS9P, Template: true},
+		},
+		{
+			name:    "template=0",
+			cmdline: "hull.port=p hull.template=0",
+			want:    BootConfig{PortName: "p", ShareFS: ShareFS9P},
+		},
+		{
 			name:    "lookalike keys ignored",
 			cmdline: "hull.portx=a xhull.port=b hull.port=c",
 			want:    BootConfig{PortName: "c", ShareFS: ShareFS9P},

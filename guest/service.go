@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	runc "github.com/containerd/go-runc"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -57,7 +58,10 @@ type Config struct {
 	// Ready waits for the boot-time setup containers need (loopback, the
 	// share) and returns its error; nil means always ready.
 	Ready func(context.Context) error
-	Log   *slog.Logger
+	// StartClone makes a restored clone of a VM template the sandbox's own
+	// (see agentproto's StartClone); nil in a guest that is no template.
+	StartClone func(context.Context, *agentproto.StartCloneRequest) error
+	Log        *slog.Logger
 }
 
 // Service implements agentproto.AgentService. Its errors say what failed in
@@ -75,6 +79,8 @@ type Service struct {
 
 	destroy   sync.Once
 	destroyed chan struct{}
+	// cloned is set by the first StartClone.
+	cloned atomic.Bool
 }
 
 type container struct {
@@ -706,6 +712,21 @@ func (s *Service) CloseProcess(_ context.Context, req *agentproto.ProcessRequest
 // has the reply (see Destroyed).
 func (s *Service) DestroySandbox(context.Context, *agentproto.DestroySandboxRequest) (*agentproto.Empty, error) {
 	s.destroy.Do(func() { close(s.destroyed) })
+	return &agentproto.Empty{}, nil
+}
+
+// StartClone makes this guest, a restored clone of a VM template, the
+// sandbox's own; a guest does it once, and only a template's.
+func (s *Service) StartClone(ctx context.Context, req *agentproto.StartCloneRequest) (*agentproto.Empty, error) {
+	if s.cfg.StartClone == nil {
+		return nil, status.Error(codes.FailedPrecondition, "this guest was not booted as a template")
+	}
+	if !s.cloned.CompareAndSwap(false, true) {
+		return nil, status.Error(codes.FailedPrecondition, "this clone has started already")
+	}
+	if err := s.cfg.StartClone(ctx, req); err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	}
 	return &agentproto.Empty{}, nil
 }
 

@@ -150,3 +150,35 @@ func TestErrorsLeaveRequestAndContainerToTheCaller(t *testing.T) {
 		}
 	}
 }
+
+// StartClone is for a template's clone, once.
+func TestStartClone(t *testing.T) {
+	ctx := context.Background()
+	req := &agentproto.StartCloneRequest{Entropy: make([]byte, MinCloneEntropy)}
+	booted := NewService(Config{Runtime: func(string) Runtime { return failingRuntime{} }, BundleDir: t.TempDir()})
+	if _, err := booted.StartClone(ctx, req); status.Code(err) != codes.FailedPrecondition {
+		t.Errorf("StartClone in a guest that is no template = %v, want FailedPrecondition", err)
+	}
+	calls := 0
+	fail := errors.New("mount share: no channels available")
+	clone := NewService(Config{Runtime: func(string) Runtime { return failingRuntime{} }, BundleDir: t.TempDir(),
+		StartClone: func(context.Context, *agentproto.StartCloneRequest) error {
+			calls++
+			return fail
+		}})
+	if _, err := clone.StartClone(ctx, req); status.Code(err) != codes.Internal || !strings.Contains(err.Error(), fail.Error()) {
+		t.Errorf("StartClone whose work fails = %v, want Internal with the cause", err)
+	}
+	if _, err := clone.StartClone(ctx, req); status.Code(err) != codes.FailedPrecondition {
+		t.Errorf("second StartClone = %v, want FailedPrecondition", err)
+	}
+	if calls != 1 {
+		t.Errorf("the clone's work ran %d times, want once", calls)
+	}
+}
+
+func TestReseedRNGWantsEnoughEntropy(t *testing.T) {
+	if err := ReseedRNG(make([]byte, MinCloneEntropy-1)); err == nil {
+		t.Error("ReseedRNG accepted less entropy than a full reseed")
+	}
+}
