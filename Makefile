@@ -4,7 +4,7 @@ BUILD ?= build
 PREFIX ?= /usr/local
 GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -s -w -X github.com/hull-runtime/hull/guest.Version=$(VERSION)
+LDFLAGS := -s -w -X github.com/hull-runtime/hull/guest.Version=$(VERSION) -X github.com/hull-runtime/hull/pod.Version=$(VERSION)
 
 .PHONY: all binaries guest agent kernel generic initrd proto lint test integration install demo clean bench
 

@@ -49,9 +49,9 @@ type QEMU struct {
 	portMu   sync.Mutex
 	portOpen bool
 	portCh   chan struct{}
-	// portCloses counts the times the guest closed the agent's port;
-	// portChanged is closed and replaced when it changes.
-	portCloses  int
+	// portChanges counts the agent port's VSERPORT_CHANGE events;
+	// portChanged is closed and replaced at each.
+	portChanges int
 	portChanged chan struct{}
 }
 
@@ -169,11 +169,11 @@ func (q *QEMU) watchEvents(events <-chan qmp.Event) {
 			close(q.portCh)
 		} else if !open && q.portOpen {
 			q.portCh = make(chan struct{})
-			q.portCloses++
-			close(q.portChanged)
-			q.portChanged = make(chan struct{})
 		}
 		q.portOpen = open
+		q.portChanges++
+		close(q.portChanged)
+		q.portChanged = make(chan struct{})
 		q.portMu.Unlock()
 	}
 }
@@ -197,31 +197,33 @@ func (q *QEMU) WaitAgentPort(ctx context.Context) error {
 	}
 }
 
-// AgentPortCloses counts the times the guest has closed the agent's
-// virtio-serial port, for WaitAgentPortClosed.
-func (q *QEMU) AgentPortCloses() int {
+// AgentPortChanges counts the guest's opens and closes of the agent's
+// virtio-serial port that QEMU reported, for WaitAgentPortChange.
+func (q *QEMU) AgentPortChanges() int {
 	q.portMu.Lock()
 	defer q.portMu.Unlock()
-	return q.portCloses
+	return q.portChanges
 }
 
-// WaitAgentPortClosed waits until the guest has closed the agent's port
-// more than after times (a count from AgentPortCloses): the guest has let
-// go of a connection the host hung up.
-func (q *QEMU) WaitAgentPortClosed(ctx context.Context, after int) error {
+// WaitAgentPortChange waits until QEMU has reported the guest opening or
+// closing the agent's port more than after times (a count from
+// AgentPortChanges). QEMU reports at most one change a second for a port,
+// the last of the second: a close and a reopen within it come as one open,
+// within a second.
+func (q *QEMU) WaitAgentPortChange(ctx context.Context, after int) error {
 	for {
 		q.portMu.Lock()
-		closes, changed := q.portCloses, q.portChanged
+		changes, changed := q.portChanges, q.portChanged
 		q.portMu.Unlock()
-		if closes > after {
+		if changes > after {
 			return nil
 		}
 		select {
 		case <-changed:
 		case <-q.done:
-			return fmt.Errorf("wait for the guest to close the agent port: %w%s", ErrExited, q.stderrTail())
+			return fmt.Errorf("wait for the guest to open or close the agent port: %w%s", ErrExited, q.stderrTail())
 		case <-ctx.Done():
-			return fmt.Errorf("wait for the guest to close the agent port: %w", ctx.Err())
+			return fmt.Errorf("wait for the guest to open or close the agent port: %w", ctx.Err())
 		}
 	}
 }

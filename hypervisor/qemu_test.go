@@ -493,7 +493,7 @@ func TestQEMURestoreNeedsIncoming(t *testing.T) {
 	}
 }
 
-func TestQEMUWaitAgentPortClosed(t *testing.T) {
+func TestQEMUWaitAgentPortChange(t *testing.T) {
 	q := New(fakeConfig(t, fakePortCycle), WithTimeouts(testTimeouts))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -501,15 +501,19 @@ func TestQEMUWaitAgentPortClosed(t *testing.T) {
 		t.Fatalf("Start: %v", err)
 	}
 	t.Cleanup(func() { _ = q.kill() })
-	if err := q.WaitAgentPortClosed(ctx, 0); err != nil {
-		t.Fatalf("WaitAgentPortClosed(0) after the guest closed the port: %v", err)
+	// The fake's guest opens the port, closes it and opens it again.
+	if err := q.WaitAgentPortChange(ctx, 2); err != nil {
+		t.Fatalf("WaitAgentPortChange(2) after three changes: %v", err)
 	}
-	if n := q.AgentPortCloses(); n != 1 {
-		t.Errorf("AgentPortCloses() = %d, want 1", n)
+	if n := q.AgentPortChanges(); n != 3 {
+		t.Errorf("AgentPortChanges() = %d, want 3", n)
+	}
+	if err := q.WaitAgentPort(ctx); err != nil {
+		t.Errorf("WaitAgentPort after the port reopened: %v", err)
 	}
 	short, cancelShort := context.WithTimeout(ctx, 200*time.Millisecond)
 	defer cancelShort()
-	if err := q.WaitAgentPortClosed(short, 1); !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("WaitAgentPortClosed(1) with no second close = %v, want the deadline", err)
+	if err := q.WaitAgentPortChange(short, 3); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("WaitAgentPortChange(3) with no fourth change = %v, want the deadline", err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -17,6 +18,7 @@ type Config struct {
 	SharedFS   SharedFSConfig   `toml:"shared_fs"`
 	Agent      AgentConfig      `toml:"agent"`
 	Timeouts   TimeoutsConfig   `toml:"timeouts"`
+	Factory    FactoryConfig    `toml:"factory"`
 	Runtime    RuntimeConfig    `toml:"runtime"`
 
 	// Source is the file the configuration was read from ("" for defaults).
@@ -84,6 +86,19 @@ type TimeoutsConfig struct {
 	Powerdown Duration `toml:"powerdown"`
 	Quit      Duration `toml:"quit"`
 	Request   Duration `toml:"request"`
+	// Restore bounds a clone's start from the VM template, from QEMU's
+	// spawn to its agent's answer; past it the sandbox boots cold.
+	Restore Duration `toml:"restore"`
+}
+
+// FactoryConfig is VM templating: sandboxes start as clones of a template
+// VM that `hull factory init` booted and saved (see template.go).
+type FactoryConfig struct {
+	// Template makes sandboxes of the template's shape start from it.
+	Template bool `toml:"template"`
+	// Dir holds the template; `hull factory init` mounts a tmpfs there
+	// unless it already is on one.
+	Dir string `toml:"dir"`
 }
 
 // RuntimeConfig holds the rest.
@@ -150,9 +165,14 @@ func DefaultConfig() Config {
 			Powerdown: Duration{time.Second},
 			Quit:      Duration{3 * time.Second},
 			Request:   Duration{60 * time.Second},
+			Restore:   Duration{10 * time.Second},
 		},
+		Factory: FactoryConfig{Dir: DefaultFactoryDir},
 	}
 }
+
+// DefaultFactoryDir is where `hull factory init` puts the VM template.
+const DefaultFactoryDir = "/run/hull-factory"
 
 // LoadConfig reads the configuration from the --config flag's file, else
 // $HULL_CONFIG's, else /etc/hull/configuration.toml, else the installed
@@ -242,10 +262,35 @@ func (c *Config) Validate() error {
 	case c.Agent.Transport == "vsock" && c.Agent.VsockPort == 0:
 		return errors.New("agent.vsock_port is 0")
 	}
-	for name, d := range map[string]Duration{"qmp": c.Timeouts.QMP, "boot": c.Timeouts.Boot, "powerdown": c.Timeouts.Powerdown, "quit": c.Timeouts.Quit, "request": c.Timeouts.Request} {
+	if err := c.Factory.validate(c); err != nil {
+		return err
+	}
+	for name, d := range map[string]Duration{"qmp": c.Timeouts.QMP, "boot": c.Timeouts.Boot, "powerdown": c.Timeouts.Powerdown,
+		"quit": c.Timeouts.Quit, "request": c.Timeouts.Request, "restore": c.Timeouts.Restore} {
 		if d.Duration <= 0 {
 			return fmt.Errorf("timeouts.%s must be positive", name)
 		}
+	}
+	return nil
+}
+
+// validate reports the first option that rules a VM template out. A
+// template is saved with QEMU's migration, which refuses a VM with a 9p
+// export mounted (the guest root over 9p) or a vhost-user device
+// (virtio-fs), and the agent channel must be a serial port whose host end
+// each clone has its own of.
+func (f FactoryConfig) validate(c *Config) error {
+	switch {
+	case f.Dir == "" || !filepath.IsAbs(f.Dir):
+		return fmt.Errorf("factory.dir %q: want an absolute path", f.Dir)
+	case !f.Template:
+		return nil
+	case c.Hypervisor.Initrd == "":
+		return errors.New("factory.template needs hypervisor.initrd: a guest root over 9p (hypervisor.guest_root) cannot be saved in a template")
+	case c.SharedFS.Type != SharedFS9P:
+		return fmt.Errorf("factory.template needs shared_fs.type = %q: virtio-fs's vhost-user device cannot be saved in a template", SharedFS9P)
+	case c.Agent.Transport != "virtio-serial":
+		return errors.New("factory.template needs agent.transport = \"virtio-serial\"")
 	}
 	return nil
 }

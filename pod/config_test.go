@@ -173,6 +173,11 @@ func TestParseConfigErrors(t *testing.T) {
 		{"serial without port name", "[agent]\nport_name = \"\"\n", "agent.port_name"},
 		{"guest root and initrd", "[hypervisor]\nguest_root = \"/r\"\ninitrd = \"/i.img\"\n", "set exactly one"},
 		{"no guest image", "[hypervisor]\nguest_root = \"\"\n", "set exactly one"},
+		{"zero restore timeout", "[timeouts]\nrestore = \"0s\"\n", "timeouts.restore"},
+		{"relative factory dir", "[factory]\ndir = \"factory\"\n", "factory.dir"},
+		{"template over a 9p guest root", "[factory]\ntemplate = true\n[shared_fs]\ntype = \"virtio-9p\"\n", "hypervisor.initrd"},
+		{"template with virtio-fs", "[factory]\ntemplate = true\n[hypervisor]\ninitrd = \"/i.img\"\n", "virtio-9p"},
+		{"template over vsock", "[factory]\ntemplate = true\n[hypervisor]\ninitrd = \"/i.img\"\n[shared_fs]\ntype = \"virtio-9p\"\n[agent]\ntransport = \"vsock\"\n", "virtio-serial"},
 		{"malformed", "[hypervisor\naccel = \"tcg\"\n", ""},
 		{"string for int", "[hypervisor]\ndefault_vcpus = \"two\"\n", ""},
 	}
@@ -186,6 +191,17 @@ func TestParseConfigErrors(t *testing.T) {
 				t.Errorf("ParseConfig error %q does not mention %q", err, tt.wantErr)
 			}
 		})
+	}
+}
+
+// A VM template needs an initrd and the 9p share: what QEMU can save.
+func TestParseConfigTemplate(t *testing.T) {
+	cfg, err := ParseConfig([]byte("[factory]\ntemplate = true\n[hypervisor]\ninitrd = \"/i.img\"\n[shared_fs]\ntype = \"virtio-9p\"\n"))
+	if err != nil {
+		t.Fatalf("ParseConfig: %v", err)
+	}
+	if !cfg.Factory.Template || cfg.Factory.Dir != DefaultFactoryDir {
+		t.Errorf("factory = %+v, want the template on in %s", cfg.Factory, DefaultFactoryDir)
 	}
 }
 

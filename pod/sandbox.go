@@ -2,6 +2,7 @@ package pod
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,6 +21,9 @@ import (
 // one and unit tests use a fake.
 type VM interface {
 	Start(ctx context.Context) error
+	// Restore loads a VM template's saved state into a VM started to
+	// receive one, and runs it.
+	Restore(ctx context.Context, statePath string) error
 	// WaitAgentPort returns once the guest listens on the agent channel.
 	WaitAgentPort(ctx context.Context) error
 	Stop(ctx context.Context) error
@@ -58,6 +62,9 @@ type Sandbox struct {
 	Accel hypervisor.Accel
 	// Timings records how long each start-up step took.
 	Timings []Step
+	// Template is the hash of the VM template the sandbox is a clone of,
+	// "" when it booted.
+	Template string
 
 	cfg     Config
 	share   *Share
@@ -166,25 +173,13 @@ func StartSandbox(ctx context.Context, o SandboxOptions) (_ *Sandbox, err error)
 		}
 	}
 	t := o.Config.Timeouts
-	s.vm = o.NewVM(hc, o.Log, hypervisor.Timeouts{QMP: t.QMP.Duration, Powerdown: t.Powerdown.Duration, Quit: t.Quit.Duration})
-	if err := s.vm.Start(ctx); err != nil {
-		return nil, err
-	}
-	step("qemu")
 	bootCtx, cancel := context.WithTimeout(ctx, t.Boot.Duration)
 	defer cancel()
-	conn, err := s.dialAgent(bootCtx)
-	if err != nil {
-		return nil, err
+	if !o.Config.Factory.Template || !s.startFromTemplate(ctx, o, step) {
+		if err := s.boot(bootCtx, o, hc, step); err != nil {
+			return nil, err
+		}
 	}
-	s.agent = agentproto.NewClient(conn)
-	if err := s.vm.WaitAgentPort(bootCtx); err != nil {
-		return nil, s.WithConsole(err)
-	}
-	if _, err := s.agent.Health(bootCtx, &agentproto.HealthRequest{}); err != nil {
-		return nil, s.WithConsole(fmt.Errorf("agent health: %w", err))
-	}
-	step("agent")
 	if s.network != nil {
 		s.network.ReleaseTaps()
 		if err := s.configureGuestNetwork(bootCtx); err != nil {
@@ -206,9 +201,145 @@ func StartSandbox(ctx context.Context, o SandboxOptions) (_ *Sandbox, err error)
 	return s, nil
 }
 
+// boot starts the VM from its kernel and waits for its agent.
+func (s *Sandbox) boot(ctx context.Context, o SandboxOptions, hc hypervisor.Config, step func(string)) error {
+	t := o.Config.Timeouts
+	s.vm = o.NewVM(hc, o.Log, hypervisor.Timeouts{QMP: t.QMP.Duration, Powerdown: t.Powerdown.Duration, Quit: t.Quit.Duration})
+	if err := s.vm.Start(ctx); err != nil {
+		return err
+	}
+	step("qemu")
+	conn, err := s.dialAgent(ctx)
+	if err != nil {
+		return err
+	}
+	s.agent = agentproto.NewClient(conn)
+	if err := s.vm.WaitAgentPort(ctx); err != nil {
+		return s.WithConsole(err)
+	}
+	if _, err := s.agent.Health(ctx, &agentproto.HealthRequest{}); err != nil {
+		return s.WithConsole(fmt.Errorf("agent health: %w", err))
+	}
+	step("agent")
+	return nil
+}
+
+// startFromTemplate starts the VM as a clone of the factory's VM template
+// when there is one of the sandbox's shape, and reports whether it did. A
+// clone that fails is discarded, with a log line that says why, and the
+// sandbox boots cold: the template is never why a sandbox fails.
+func (s *Sandbox) startFromTemplate(ctx context.Context, o SandboxOptions, step func(string)) bool {
+	hc := vmConfig(vmParams{ID: o.ID, Dir: o.Dir, Config: o.Config, Accel: s.Accel, VCPUs: o.VCPUs, MemoryMiB: o.MemoryMiB,
+		NICs: s.network.NICs(), ShareExport: s.share.ExportDir(), VirtioFS: s.fsd != nil, Template: true, Log: o.Log})
+	shape, err := shapeOf(hc, s.Accel)
+	if err != nil {
+		o.Log.Debug("sandbox boots cold", "sandbox", o.ID, "why", err)
+		return false
+	}
+	dir := o.Config.Factory.Dir
+	tmpl, err := findTemplate(dir, shape)
+	if err != nil {
+		o.Log.Debug("sandbox boots cold", "sandbox", o.ID, "why", err)
+		return false
+	}
+	hc.RAM = &hypervisor.RAMFile{Path: tmpl.MemoryPath(dir)}
+	hc.Incoming = true
+	rctx, cancel := context.WithTimeout(ctx, o.Config.Timeouts.Restore.Duration)
+	defer cancel()
+	if err := s.clone(rctx, o, hc, tmpl.StatePath(dir), step); err != nil {
+		o.Log.Warn("sandbox boots cold: its clone of the VM template failed", "sandbox", o.ID, "template", tmpl.Hash, "err", err)
+		s.discardVM(ctx)
+		step("failed clone")
+		return false
+	}
+	s.Template = tmpl.Hash
+	return true
+}
+
+// clone starts the VM as a clone: QEMU with the template's device model and
+// RAM, the template's device state loaded into it, and the agent told to
+// take the sandbox as its own.
+func (s *Sandbox) clone(ctx context.Context, o SandboxOptions, hc hypervisor.Config, state string, step func(string)) error {
+	t := o.Config.Timeouts
+	s.vm = o.NewVM(hc, o.Log, hypervisor.Timeouts{QMP: t.QMP.Duration, Powerdown: t.Powerdown.Duration, Quit: t.Quit.Duration})
+	if err := s.vm.Start(ctx); err != nil {
+		return err
+	}
+	step("qemu")
+	// Connected before the restore: QEMU then tells the restored guest at
+	// once that its host is there.
+	conn, err := s.dialAgent(ctx)
+	if err != nil {
+		return err
+	}
+	s.agent = agentproto.NewClient(conn)
+	if err := s.vm.Restore(ctx, state); err != nil {
+		return err
+	}
+	step("restore")
+	if _, err := s.agent.Health(ctx, &agentproto.HealthRequest{}); err != nil {
+		return s.WithConsole(fmt.Errorf("agent health: %w", err))
+	}
+	step("agent")
+	entropy := make([]byte, cloneEntropy)
+	if _, err := rand.Read(entropy); err != nil {
+		return fmt.Errorf("entropy for the clone: %w", err)
+	}
+	if _, err := s.agent.StartClone(ctx, &agentproto.StartCloneRequest{Entropy: entropy, UnixNano: time.Now().UnixNano()}); err != nil {
+		return s.WithConsole(fmt.Errorf("start clone: %w", err))
+	}
+	step("clone start")
+	return nil
+}
+
+// cloneEntropy is how many random bytes a clone's kernel gets from the
+// host: twice a full CRNG reseed.
+const cloneEntropy = 64
+
+// discardVM ends a VM that did not start, so that another can.
+func (s *Sandbox) discardVM(ctx context.Context) {
+	if s.agent != nil {
+		_ = s.agent.Close()
+		s.agent = nil
+	}
+	if s.vm != nil {
+		qctx, cancel := context.WithTimeout(ctx, s.cfg.Timeouts.Quit.Duration)
+		_ = s.vm.Stop(qctx)
+		cancel()
+		s.vm = nil
+	}
+}
+
 func (s *Sandbox) hypervisorConfig(o SandboxOptions) hypervisor.Config {
-	h := o.Config.Hypervisor
-	vcpus, mem := o.VCPUs, o.MemoryMiB
+	return vmConfig(vmParams{ID: o.ID, Dir: o.Dir, Config: o.Config, Accel: s.Accel, VCPUs: o.VCPUs, MemoryMiB: o.MemoryMiB,
+		NICs: s.network.NICs(), ShareExport: s.share.ExportDir(), VirtioFS: s.fsd != nil, Log: o.Log})
+}
+
+// vmParams are what a VM's hypervisor configuration is made of.
+type vmParams struct {
+	ID  string
+	Dir string
+	// Config is hull's configuration; VCPUs and MemoryMiB override its
+	// defaults when not zero.
+	Config    Config
+	Accel     hypervisor.Accel
+	VCPUs     int
+	MemoryMiB int
+	NICs      []hypervisor.NIC
+	// ShareExport is the directory the share exports; VirtioFS serves it
+	// over virtio-fs (virtiofsd's socket in Dir) rather than 9p.
+	ShareExport string
+	VirtioFS    bool
+	// Template boots the guest to be saved as a VM template or to be its
+	// clone (hull.template=1): the two need the same kernel command line.
+	Template bool
+	Log      *slog.Logger
+}
+
+// vmConfig is the hypervisor configuration of a sandbox's VM.
+func vmConfig(v vmParams) hypervisor.Config {
+	h := v.Config.Hypervisor
+	vcpus, mem := v.VCPUs, v.MemoryMiB
 	if vcpus == 0 {
 		vcpus = h.DefaultVCPUs
 	}
@@ -216,44 +347,58 @@ func (s *Sandbox) hypervisorConfig(o SandboxOptions) hypervisor.Config {
 		mem = h.DefaultMemory
 	}
 	params := []string{"console=ttyS0", "panic=1"}
-	params = append(params, s.Accel.KernelParams...)
-	params = append(params, strings.Fields(h.KernelParams)...)
-	agent := hypervisor.AgentDevice{Transport: o.Config.Agent.Transport}
+	params = append(params, v.Accel.KernelParams...)
+	params = append(params, hullKernelParams(v.Config, v.VirtioFS, v.Template)...)
+	agent := hypervisor.AgentDevice{Transport: v.Config.Agent.Transport}
 	switch agent.Transport {
 	case hypervisor.TransportVsock:
-		agent.GuestCID = vsockCID(o.ID)
-		params = append(params, fmt.Sprintf("hull.vsock=%d", o.Config.Agent.VsockPort))
+		agent.GuestCID = vsockCID(v.ID)
 	default:
-		agent.SocketPath = filepath.Join(o.Dir, agentSocket)
-		agent.PortName = o.Config.Agent.PortName
-		params = append(params, "hull.port="+agent.PortName)
-	}
-	tag, guestFS := o.Config.SharedFS.Tag, "9p"
-	if s.fsd != nil {
-		guestFS = "virtiofs"
-	}
-	params = append(params, "hull.share="+tag, "hull.sharefs="+guestFS)
-	if o.Config.Runtime.Debug {
-		params = append(params, "hull.debug=1")
+		agent.SocketPath = filepath.Join(v.Dir, agentSocket)
+		agent.PortName = v.Config.Agent.PortName
 	}
 	hc := hypervisor.Config{
-		Path: h.Path, Machine: h.Machine, Accel: s.Accel.Name, CPUModel: s.Accel.CPUModel,
+		Path: h.Path, Machine: h.Machine, Accel: v.Accel.Name, CPUModel: v.Accel.CPUModel,
 		VCPUs: vcpus, MemoryMiB: mem, TBSizeMiB: h.TCGTBSize, Kernel: h.Kernel, Initrd: h.Initrd, RootDir: h.GuestRoot, KernelParams: params,
-		QMPSocket:  filepath.Join(o.Dir, qmpSocket),
-		ConsoleLog: filepath.Join(o.Dir, consoleLog),
+		QMPSocket:  filepath.Join(v.Dir, qmpSocket),
+		ConsoleLog: filepath.Join(v.Dir, consoleLog),
 		Agent:      agent,
-		NICs:       s.network.NICs(),
+		NICs:       v.NICs,
 	}
-	if s.fsd != nil {
-		hc.VirtioFS = &hypervisor.VirtioFSDevice{Socket: filepath.Join(o.Dir, virtiofsdSocket), Tag: tag}
+	tag := v.Config.SharedFS.Tag
+	if v.VirtioFS {
+		hc.VirtioFS = &hypervisor.VirtioFSDevice{Socket: filepath.Join(v.Dir, virtiofsdSocket), Tag: tag}
 	} else {
-		hc.Share = &hypervisor.ShareDevice{Path: s.share.ExportDir(), Tag: tag}
+		hc.Share = &hypervisor.ShareDevice{Path: v.ShareExport, Tag: tag}
 	}
 	var why []string
-	hc.Confine, why = QEMUConfinement(o.Config, o.Dir)
-	o.Log.Debug("qemu confinement", "seccomp", hc.Confine.Seccomp, "deny_set_id", hc.Confine.ElevatePrivilegesDenied(),
+	hc.Confine, why = QEMUConfinement(v.Config, v.Dir)
+	v.Log.Debug("qemu confinement", "seccomp", hc.Confine.Seccomp, "deny_set_id", hc.Confine.ElevatePrivilegesDenied(),
 		"chroot", hc.Confine.Chroot, "user", hc.Confine.User, "not_applied", strings.Join(why, "; "))
 	return hc
+}
+
+// hullKernelParams are the configured kernel parameters and hull's own
+// (hull.*): the agent channel, the share, debug, template.
+func hullKernelParams(c Config, virtioFS, template bool) []string {
+	params := strings.Fields(c.Hypervisor.KernelParams)
+	if c.Agent.Transport == hypervisor.TransportVsock {
+		params = append(params, fmt.Sprintf("hull.vsock=%d", c.Agent.VsockPort))
+	} else {
+		params = append(params, "hull.port="+c.Agent.PortName)
+	}
+	guestFS := "9p"
+	if virtioFS {
+		guestFS = "virtiofs"
+	}
+	params = append(params, "hull.share="+c.SharedFS.Tag, "hull.sharefs="+guestFS)
+	if c.Runtime.Debug {
+		params = append(params, "hull.debug=1")
+	}
+	if template {
+		params = append(params, "hull.template=1")
+	}
+	return params
 }
 
 // virtiofsdConfig serves the share's export dir, the read-only view of the

@@ -3,6 +3,7 @@ package shim
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net"
 	"os"
@@ -336,6 +337,10 @@ func (v *fakeVM) Start(context.Context) error {
 }
 
 func (v *fakeVM) WaitAgentPort(context.Context) error { return nil }
+
+func (v *fakeVM) Restore(context.Context, string) error {
+	return errors.New("the fake VM cannot be restored")
+}
 
 func (v *fakeVM) Stop(context.Context) error {
 	v.powerOff()

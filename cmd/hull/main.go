@@ -27,7 +27,7 @@ func main() {
 		Commands: []*cli.Command{
 			createCommand, startCommand, runCommand, stateCommand, killCommand, deleteCommand,
 			execCommand, psCommand, listCommand, pauseCommand, resumeCommand, updateCommand,
-			eventsCommand, specCommand, featuresCommand, checkCommand, envCommand, versionCommand,
+			eventsCommand, specCommand, featuresCommand, checkCommand, envCommand, versionCommand, factoryCommand,
 			monitorCommand, proxyCommand,
 		},
 		Before:          before,
