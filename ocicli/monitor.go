@@ -49,6 +49,9 @@ type SandboxInfo struct {
 	// Virtiofsd serves the share over virtio-fs (nil for 9p); a delete
 	// ends one that outlived its monitor, as it does QEMU.
 	Virtiofsd *pod.ProcessRef `json:"virtiofsd,omitempty"`
+	// Template is the hash of the VM template the sandbox is a clone of,
+	// absent when it booted.
+	Template string `json:"template,omitempty"`
 }
 
 // MonitorOptions start a sandbox monitor.
@@ -129,7 +132,7 @@ func RunMonitor(ctx context.Context, o MonitorOptions) (err error) {
 	go func() { _ = srv.Serve(context.Background(), clients) }()
 	qemu, _ := pod.RefOf(sb.VM().PID()) // a QEMU already gone is found by the wait below
 	info := SandboxInfo{ID: sb.ID, MonitorPID: os.Getpid(), QEMUPID: sb.VM().PID(), Accel: sb.Accel.Name,
-		AccelWhy: sb.Accel.Reason, Timings: sb.Timings, Started: time.Now(), Monitor: self, QEMU: qemu}
+		AccelWhy: sb.Accel.Reason, Timings: sb.Timings, Started: time.Now(), Monitor: self, QEMU: qemu, Template: sb.Template}
 	if fsd := sb.Virtiofsd(); fsd != nil {
 		ref, _ := pod.RefOf(fsd.PID()) // one already gone is found by the wait below
 		info.Virtiofsd = &ref

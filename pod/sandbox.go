@@ -253,6 +253,7 @@ func (s *Sandbox) startFromTemplate(ctx context.Context, o SandboxOptions, step 
 		return false
 	}
 	s.Template = tmpl.Hash
+	o.Log.Debug("sandbox started from the VM template", "sandbox", o.ID, "template", tmpl.Hash)
 	return true
 }
 

@@ -1,0 +1,198 @@
+#!/usr/bin/env bats
+# VM templating: sandboxes started as clones of a template VM that
+# `hull factory init` saved, on real VMs under TCG. A clone must behave as
+# its own VM (exit code, random numbers, clock), a template that does not
+# fit must mean a cold boot and never a failure, and nothing may be left.
+
+bats_require_minimum_version 1.5.0 # run ! and run -N
+
+load helpers
+
+setup() {
+  setup_hull
+  # What a template needs: the guest root as an initrd, the share over 9p.
+  # The factory directory is not on tmpfs: init mounts one there.
+  cat > "$HULL_CONFIG" <<TOML
+[hypervisor]
+accel = "${HULL_ACCEL:-tcg}"
+kernel = "${HULL_KERNEL:-$BUILD/vmlinux-hull}"
+initrd = "$BUILD/initrd-hull.img"
+default_memory = 256
+
+[shared_fs]
+type = "virtio-9p"
+
+[factory]
+template = true
+dir = "$T/factory"
+TOML
+}
+
+teardown() {
+  local rc=0
+  for id in $(hull list -q 2>/dev/null); do hull delete --force "$id" >/dev/null 2>&1 || true; done
+  hull factory destroy || rc=1
+  teardown_hull || rc=1
+  return "$rc"
+}
+
+# sandbox_info ID FIELD: a field of the published info of the sandbox of a
+# lone container ID (its directory is named by the ID's hash).
+sandbox_info() {
+  local dir
+  dir=$(printf %s "$1" | sha256sum | cut -c1-16)
+  jq -r ".$2" "$ROOT/sandboxes/$dir/sandbox.json"
+}
+
+# template_hash: the hash of the published template.
+template_hash() { jq -r .hash "$T/factory/template.json"; }
+
+# run_ten PREFIX: `hull run` of bundles $T/PREFIX1..10 (container IDs the
+# same) all at once, with debug logs in $T/PREFIX.log; container i must
+# exit with status i.
+run_ten() {
+  local i rc pids=()
+  for i in $(seq 1 10); do
+    hull --debug --log "$T/$1.log" run --bundle "$T/$1$i" "$1$i" </dev/null >"$T/$1$i.out" 2>"$T/$1$i.err" &
+    pids[i]=$!
+  done
+  for i in $(seq 1 10); do
+    rc=0; wait "${pids[$i]}" || rc=$?
+    [ "$rc" -eq "$i" ] || { echo "run $1$i: exit $rc, want $i: $(cat "$T/$1$i.err")" >&2; return 1; }
+  done
+}
+
+# start_clone ID: `hull run` of a container that sleeps, in the background
+# (its PID in $T/ID.runner); fails unless its sandbox is a clone of the
+# template.
+start_clone() {
+  make_bundle "$T/$1" sleep 600
+  hull run --bundle "$T/$1" "$1" </dev/null >/dev/null 2>&1 &
+  echo $! > "$T/$1.runner"
+  wait_status "$1" running
+  [ "$(sandbox_info "$1" template)" = "$(template_hash)" ]
+}
+
+# wait_runner ID: waits for the `hull run` of start_clone ID; its exit
+# status is then in $RC. (Not in a subshell: only this shell can wait.)
+wait_runner() {
+  RC=0
+  wait "$(cat "$T/$1.runner")" || RC=$?
+}
+
+# stop_clone ID: kills the container; its `hull run` exits 137 and removes it.
+stop_clone() {
+  hull kill "$1" KILL
+  wait_runner "$1"
+  [ "$RC" -eq 137 ] || { echo "run $1 exited $RC, want 137" >&2; return 1; }
+}
+
+@test "without factory.template, init refuses and sandboxes boot as before" {
+  sed -i 's/^template = true/template = false/' "$HULL_CONFIG"
+  run -1 hull factory init
+  [[ "$output" == *"factory.template is false"* ]]
+  [ ! -e "$T/factory" ]
+  run hull factory status
+  [ "$status" -eq 0 ]
+  [[ "$output" == *"no template"* ]]
+}
+
+@test "ten sandboxes from one template: each its own exit code, random numbers and clock" {
+  run hull factory init
+  [ "$status" -eq 0 ]
+  [[ "$output" == "template $(template_hash) made in "* ]]
+  run hull factory status
+  [[ "$output" == *"usable:    yes"* ]]
+  for i in $(seq 1 10); do
+    make_bundle "$T/r$i" sh -c "head -c 16 /dev/urandom | od -An -tx1; exit $i"
+  done
+  run_ten r
+  [ "$(grep -c 'sandbox started from the VM template' "$T/r.log")" -eq 10 ]
+  for i in $(seq 1 10); do
+    [ "$(wc -w < "$T/r$i.out")" -eq 16 ]
+  done
+  [ "$(cat "$T"/r*.out | sort -u | wc -l)" -eq 10 ]
+  # The clock: a clone whose clock was not set runs on the template's,
+  # which stood still since it was saved, seconds ago by now.
+  for i in $(seq 1 10); do start_clone "c$i"; done
+  for i in $(seq 1 10); do
+    guest=$(hull exec "c$i" date +%s)
+    host=$(date +%s)
+    echo "clone c$i: $guest, host: $host" >&2
+    [ "$guest" -ge $((host - 1)) ]
+    [ "$guest" -le $((host + 1)) ]
+  done
+  for i in $(seq 1 10); do stop_clone "c$i"; done
+  hull factory destroy
+  assert_no_leak
+}
+
+@test "a template of another shape, a truncated or a damaged one: a cold boot with a log line, no failure" {
+  hull factory init
+  make_bundle "$T/b" sh -c 'exit 4'
+  # Another shape: more memory than the template was made with.
+  sed -i 's/^default_memory = .*/default_memory = 320/' "$HULL_CONFIG"
+  run -4 hull --debug --log "$T/shape.log" run --bundle "$T/b" s1
+  grep 'sandbox boots cold' "$T/shape.log" | grep -q 'memory_mib: 256 != 320'
+  sed -i 's/^default_memory = .*/default_memory = 256/' "$HULL_CONFIG"
+
+  # Truncated: the device state cut short.
+  state=$T/factory/$(jq -r .dir "$T/factory/template.json")/state
+  chmod u+w "$state"
+  cp "$state" "$T/state.good"
+  truncate -s 1000 "$state"
+  run -4 hull --debug --log "$T/short.log" run --bundle "$T/b" s2
+  grep 'sandbox boots cold' "$T/short.log" | grep -q 'is damaged: .*1000 bytes, saved with'
+
+  # Damaged past what hull checks: a state of the right size and checksum
+  # that QEMU cannot load. The clone fails and the sandbox boots cold.
+  head -c "$(stat -c %s "$T/state.good")" /dev/urandom > "$state"
+  sum=$(sha256sum "$state" | cut -d' ' -f1)
+  jq --arg s "$sum" '.state_sha256 = $s' "$T/factory/template.json" > "$T/t.json"
+  mv "$T/t.json" "$T/factory/template.json"
+  run -4 hull --debug --log "$T/bad.log" run --bundle "$T/b" s3
+  grep -q 'sandbox boots cold: its clone of the VM template failed' "$T/bad.log"
+
+  # And a template made again is cloned again.
+  hull factory init
+  start_clone c2
+  stop_clone c2
+  hull factory destroy
+  assert_no_leak
+}
+
+@test "kill -9 of one clone leaves the others and the template untouched" {
+  hull factory init
+  sum=$(sha256sum "$T"/factory/t-*/memory "$T"/factory/t-*/state)
+  for c in c1 c2 c3; do start_clone "$c"; done
+  kill -9 "$(sandbox_info c2 qemuPid)"
+  wait_runner c2
+  [ "$RC" -ne 0 ]
+  [ "$(hull exec c1 echo alive)" = alive ]
+  [ "$(hull exec c3 echo alive)" = alive ]
+  [ "$(sha256sum "$T"/factory/t-*/memory "$T"/factory/t-*/state)" = "$sum" ]
+  run hull factory status
+  [[ "$output" == *"usable:    yes"* ]]
+  start_clone c4
+  for c in c1 c3 c4; do stop_clone "$c"; done
+  hull factory destroy
+  assert_no_leak
+}
+
+@test "hull factory destroy leaves nothing, and running clones keep running" {
+  hull factory init
+  grep -qF "$T/factory" /proc/self/mountinfo
+  start_clone c1
+  hull factory destroy
+  [ ! -e "$T/factory" ]
+  run ! grep -qF "$T/factory" /proc/self/mountinfo
+  [ "$(hull exec c1 echo alive)" = alive ]
+  run hull factory status
+  [[ "$output" == *"no template"* ]]
+  # Without a template, a sandbox boots cold.
+  make_bundle "$T/b" sh -c 'exit 6'
+  run -6 hull --debug --log "$T/cold.log" run --bundle "$T/b" s1
+  grep 'sandbox boots cold' "$T/cold.log" | grep -q 'no VM template'
+  stop_clone c1
+  assert_no_leak
+}
