@@ -1,5 +1,6 @@
 // Command bench measures hull's start-up time, host CLI latency, memory per
-// sandbox, a CRI pod's start-up and memory through containerd, and shared
+// sandbox, sandboxes cloned from a VM template, a CRI pod's start-up and
+// memory through containerd, and shared
 // file system (9p, virtio-fs) throughput against floors measured in the same
 // run (a raw QEMU boot of the same kernel, runc, the hull CLI behind
 // containerd's runc shim, the host file system), and writes
@@ -42,7 +43,7 @@ type bench struct {
 	notes []string
 }
 
-var allCases = []string{"boot", "cli", "memory", "pod", "fs"}
+var allCases = []string{"boot", "cli", "memory", "template", "pod", "fs"}
 
 func main() {
 	out := flag.String("out", "results", "directory for latest.md, latest.csv and startup.png")
@@ -97,7 +98,7 @@ func run(out string, n int, build string, cases []string) error {
 		return err
 	}
 	steps := map[string]func(context.Context) error{
-		"boot": b.boot, "cli": b.cli, "memory": b.memory, "pod": b.pods, "fs": b.sharedFS,
+		"boot": b.boot, "cli": b.cli, "memory": b.memory, "template": b.templated, "pod": b.pods, "fs": b.sharedFS,
 	}
 	for _, c := range allCases {
 		if !slices.Contains(cases, c) {

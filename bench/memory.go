@@ -250,8 +250,8 @@ func treePSSMiB(pid int) (float64, error) {
 }
 
 // qemuPSS splits a QEMU's PSS by mapping: the mapping of the guest RAM
-// (anonymous, or a memfd when shared with virtiofsd; at least ramMiB long,
-// read-write) and TCG's translation buffer (the
+// (anonymous, a memfd when shared with virtiofsd, or a VM template's RAM
+// file; at least ramMiB long, read-write) and TCG's translation buffer (the
 // anonymous read-write-execute one), in MiB.
 func qemuPSS(pid, ramMiB int) (ram, tcg float64, err error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/smaps", pid))
@@ -270,11 +270,13 @@ func qemuPSS(pid, ramMiB int) (ram, tcg float64, err error) {
 			start, err1 := strconv.ParseUint(lo, 16, 64)
 			end, err2 := strconv.ParseUint(hi, 16, 64)
 			anon := len(fields) == 5
-			// Guest RAM shared with virtiofsd is a memfd.
+			// Guest RAM shared with virtiofsd is a memfd; a clone's is
+			// the RAM file of its VM template (<factory>/t-<ns>/memory).
 			memfd := len(fields) > 5 && strings.HasPrefix(fields[5], "/memfd:")
+			template := len(fields) > 5 && filepath.Base(fields[5]) == "memory" && strings.HasPrefix(filepath.Base(filepath.Dir(fields[5])), "t-")
 			cur = nil
 			switch {
-			case err1 != nil || err2 != nil || !(anon || memfd):
+			case err1 != nil || err2 != nil || !(anon || memfd || template):
 			case anon && strings.HasPrefix(fields[1], "rwx"):
 				cur = &tcg
 			case strings.HasPrefix(fields[1], "rw") && end-start >= uint64(ramMiB)<<20:

@@ -49,6 +49,12 @@ var measures = []measure{
 	{"agent_health_rtt_ms", "ms", "agent_health_rtt", "", ""},
 	{"idle_pss_mib_each_of_10", "MiB", "pss_many_each", "", "<=60"},
 	{"idle_pss_mib_total_of_10", "MiB", "pss_many_total", "", ""},
+	{"templated_ready_vs_cold_ready", "ms", "ready_templated", "ready_cold_template_config", "<=0.25"},
+	{"templated_ready_vs_raw_boot", "ms", "ready_templated", "raw_boot_tuned", "<=1"},
+	{"templated_ready_vs_default_cold_ready", "ms", "ready_templated", "ready_tuned", ""},
+	{"idle_pss_mib_templated_each_of_10", "MiB", "pss_templated_each", "", "<=40"},
+	{"idle_pss_mib_templated_total_of_10", "MiB", "pss_templated_total", "", ""},
+	{"template_init_ms", "ms", "template_init", "", ""},
 	{"9p_seq_write_vs_host", "MiB/s", "9p_write_guest", "9p_write_host", ""},
 	{"virtiofs_seq_write_vs_host", "MiB/s", "virtiofs_write_guest", "virtiofs_write_host", ""},
 	{"9p_small_files_vs_host", "ms", "9p_small_guest", "9p_small_host", "<=3"},
@@ -166,6 +172,9 @@ func (b *bench) report(out string, took time.Duration) error {
 	if pss := b.pssTable(); pss != "" {
 		md.WriteString("\n## Idle sandbox memory by process\n\n" + pss)
 	}
+	if tt := b.templatedTable(); tt != "" {
+		md.WriteString("\n## A sandbox cloned from a VM template: start-up and memory\n\n" + tt)
+	}
 	if pods := b.podTable(); pods != "" {
 		md.WriteString("\n## A pod through containerd's CRI, by handler\n\n" + pods)
 	}
@@ -221,6 +230,43 @@ func (b *bench) breakdownTable() string {
 		if s := b.s.Stat(ref.key); s.N > 0 {
 			fmt.Fprintf(&t, "| %s | %s | %s | %s | %.0f%% |\n", ref.label, num(s.Med), num(s.Min), num(s.Max), 100*s.Med/ready.Med)
 		}
+	}
+	return t.String()
+}
+
+// templatedTable breaks down a templated start and a clone's memory.
+func (b *bench) templatedTable() string {
+	ready := b.s.Stat("ready_templated")
+	if ready.N == 0 {
+		return ""
+	}
+	var t strings.Builder
+	t.WriteString("| step | median ms | min | max | % of templated ready |\n| --- | --- | --- | --- | --- |\n")
+	for _, st := range templatedSteps {
+		if s := b.s.Stat("tstep_" + st.key); s.N > 0 {
+			fmt.Fprintf(&t, "| %s | %s | %s | %s | %.0f%% |\n", st.label, num(s.Med), num(s.Min), num(s.Max), 100*s.Med/ready.Med)
+		}
+	}
+	for _, ref := range []struct{ key, label string }{
+		{"ready_templated", "= templated ready (StartSandbox)"},
+		{"ready_cold_template_config", "the same sandbox booted cold"},
+		{"raw_boot_tuned", "floor: raw boot, spawn -> QEMU exit"},
+	} {
+		if s := b.s.Stat(ref.key); s.N > 0 {
+			fmt.Fprintf(&t, "| %s | %s | %s | %s | %.0f%% |\n", ref.label, num(s.Med), num(s.Min), num(s.Max), 100*s.Med/ready.Med)
+		}
+	}
+	if b.s.Stat("pss_templated_each").N == 0 {
+		return t.String()
+	}
+	t.WriteString("\n| process of a clone (one of 10 idle) | PSS MiB, median (min–max) |\n| --- | --- |\n")
+	for _, p := range []struct{ key, label string }{
+		{"pss_templated_qemu", "QEMU"}, {"pss_templated_qemu_ram", "  of which guest RAM (the template's, copy-on-write)"},
+		{"pss_templated_qemu_tcg", "  of which TCG translation buffer"}, {"pss_templated_qemu_other", "  of which QEMU itself (heap, binary, libraries)"},
+		{"pss_templated_monitor", "monitor (hull __monitor)"}, {"pss_templated_proxy", "proxy (hull __proxy)"},
+		{"pss_templated_each", "total"},
+	} {
+		fmt.Fprintf(&t, "| %s | %s |\n", p.label, spread(b.s.Stat(p.key)))
 	}
 	return t.String()
 }
