@@ -21,7 +21,7 @@ var templatedSteps = []struct{ key, label string }{
 	{"qemu", "QEMU spawn -> QMP ready"},
 	{"restore", "state load + resume"},
 	{"agent", "resumed -> agent ready"},
-	{"clone start", "StartClone: RNG, clock, share mount"},
+	{"clone start", "StartClone: RNG reseed, clock"},
 }
 
 // templateInitrd is the guest image of a template: its root must be an

@@ -69,8 +69,8 @@ func Main() error {
 	// for them.
 	setup := newSetup()
 	// owned is closed once the guest belongs to a sandbox: at once after a
-	// boot, at StartClone in a template's clone. A template mounts no
-	// share: QEMU cannot save a VM with a 9p export mounted.
+	// boot, at StartClone in a template's clone. A template mounts its
+	// share only then: QEMU cannot save a VM with a 9p export mounted.
 	owned := make(chan struct{})
 	var startClone func(context.Context, *agentproto.StartCloneRequest) error
 	if boot.Template {
@@ -80,11 +80,6 @@ func Main() error {
 			}
 			if err := SetClock(req.UnixNano); err != nil {
 				return err
-			}
-			if boot.ShareTag != "" {
-				if err := MountShare(boot.ShareTag, boot.ShareFS); err != nil {
-					return err
-				}
 			}
 			trace("agent: clone started")
 			close(owned)
@@ -100,14 +95,15 @@ func Main() error {
 		if err := LoopbackUp(); err != nil {
 			return err
 		}
-		if boot.ShareTag != "" && !boot.Template {
+		// A clone's share is its own: it is mounted once StartClone has
+		// made the clone the sandbox's, beside serving as after a boot.
+		<-owned
+		if boot.ShareTag != "" {
 			if err := MountShare(boot.ShareTag, boot.ShareFS); err != nil {
 				return err
 			}
 		}
 		trace("agent: cgroups, loopback and share set up")
-		// A clone's containers need its share, which StartClone mounts.
-		<-owned
 		return nil
 	}
 	reaper := NewReaper()
