@@ -7,6 +7,7 @@
 bats_require_minimum_version 1.5.0 # run ! and run -N
 
 load helpers
+load containerd
 
 setup() {
   setup_hull
@@ -30,6 +31,10 @@ TOML
 
 teardown() {
   local rc=0
+  if [ -f "$T/ctrd/containerd.pid" ]; then
+    shim_teardown "$T/ctrd" || rc=1
+    stop_containerd "$T/ctrd"
+  fi
   for id in $(hull list -q 2>/dev/null); do hull delete --force "$id" >/dev/null 2>&1 || true; done
   hull factory destroy || rc=1
   teardown_hull || rc=1
@@ -194,5 +199,27 @@ stop_clone() {
   run -6 hull --debug --log "$T/cold.log" run --bundle "$T/b" s1
   grep 'sandbox boots cold' "$T/cold.log" | grep -q 'no VM template'
   stop_clone c1
+  assert_no_leak
+}
+
+@test "through containerd's shim too: a pod's VM starts as a clone" {
+  hull factory init
+  mkdir -p "$T/ctrd"
+  cp "$HULL_CONFIG" "$T/ctrd/hull.toml"
+  start_containerd "$T/ctrd" "${HULL_CONTAINERD:-1}"
+  import_busybox "$T/ctrd"
+  img=docker.io/library/hull-busybox:latest
+  containerd_ctr "$T/ctrd" run -d --runtime io.containerd.hull.v2 "$img" s1 sleep 600 >/dev/null
+  # Its QEMU maps the template's RAM copy-on-write and loaded its state.
+  pgrep -f -- "mem-path=$T/factory/t-[0-9]*/memory,share=off.* -incoming defer" >/dev/null
+  run containerd_ctr "$T/ctrd" task exec --exec-id e1 s1 sh -c 'exit 5'
+  [ "$status" -eq 5 ]
+  containerd_ctr "$T/ctrd" task kill -s KILL s1
+  for _ in $(seq 1 100); do containerd_ctr "$T/ctrd" task ls | grep -q "^s1 .*STOPPED" && break; sleep 0.2; done
+  containerd_ctr "$T/ctrd" task delete s1
+  containerd_ctr "$T/ctrd" containers rm s1
+  shim_teardown "$T/ctrd"
+  stop_containerd "$T/ctrd"
+  hull factory destroy
   assert_no_leak
 }
