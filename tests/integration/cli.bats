@@ -185,7 +185,9 @@ shim_hull() { "$HULL_BIN" --root "$ROOT" --log "$B/log.json" --log-format json "
 }
 
 @test "hooks run on the host with the state on stdin" {
-  B=$T/b; make_bundle "$B" true
+  # A workload that outlives the poststart hook: `true` may be gone before
+  # the hook reads the state, which would then say stopped.
+  B=$T/b; make_bundle "$B" sleep 600
   for h in prestart createRuntime poststart poststop; do
     printf '#!/bin/sh\ncat > %s/%s.json\n' "$T" "$h" > "$T/$h.sh"; chmod +x "$T/$h.sh"
   done
@@ -196,6 +198,7 @@ shim_hull() { "$HULL_BIN" --root "$ROOT" --log "$B/log.json" --log-format json "
   [ "$(jq -r .id "$T/prestart.json")" = c1 ]
   hull start c1
   [ "$(jq -r .status "$T/poststart.json")" = running ]
+  hull kill c1 KILL
   wait_status c1 stopped
   hull delete c1
   [ "$(jq -r .status "$T/poststop.json")" = stopped ]
