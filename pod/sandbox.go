@@ -203,6 +203,21 @@ func StartSandbox(ctx context.Context, o SandboxOptions) (_ *Sandbox, err error)
 
 // boot starts the VM from its kernel and waits for its agent.
 func (s *Sandbox) boot(ctx context.Context, o SandboxOptions, hc hypervisor.Config, step func(string)) error {
+	if err := s.startVM(ctx, o, hc, step); err != nil {
+		return err
+	}
+	if err := s.vm.WaitAgentPort(ctx); err != nil {
+		return s.WithConsole(err)
+	}
+	if _, err := s.agent.Health(ctx, &agentproto.HealthRequest{}); err != nil {
+		return s.WithConsole(fmt.Errorf("agent health: %w", err))
+	}
+	step("agent")
+	return nil
+}
+
+// startVM starts QEMU with hc and connects to its agent socket.
+func (s *Sandbox) startVM(ctx context.Context, o SandboxOptions, hc hypervisor.Config, step func(string)) error {
 	t := o.Config.Timeouts
 	s.vm = o.NewVM(hc, o.Log, hypervisor.Timeouts{QMP: t.QMP.Duration, Powerdown: t.Powerdown.Duration, Quit: t.Quit.Duration})
 	if err := s.vm.Start(ctx); err != nil {
@@ -214,13 +229,6 @@ func (s *Sandbox) boot(ctx context.Context, o SandboxOptions, hc hypervisor.Conf
 		return err
 	}
 	s.agent = agentproto.NewClient(conn)
-	if err := s.vm.WaitAgentPort(ctx); err != nil {
-		return s.WithConsole(err)
-	}
-	if _, err := s.agent.Health(ctx, &agentproto.HealthRequest{}); err != nil {
-		return s.WithConsole(fmt.Errorf("agent health: %w", err))
-	}
-	step("agent")
 	return nil
 }
 
@@ -261,19 +269,11 @@ func (s *Sandbox) startFromTemplate(ctx context.Context, o SandboxOptions, step 
 // RAM, the template's device state loaded into it, and the agent told to
 // take the sandbox as its own.
 func (s *Sandbox) clone(ctx context.Context, o SandboxOptions, hc hypervisor.Config, state string, step func(string)) error {
-	t := o.Config.Timeouts
-	s.vm = o.NewVM(hc, o.Log, hypervisor.Timeouts{QMP: t.QMP.Duration, Powerdown: t.Powerdown.Duration, Quit: t.Quit.Duration})
-	if err := s.vm.Start(ctx); err != nil {
-		return err
-	}
-	step("qemu")
 	// Connected before the restore: QEMU then tells the restored guest at
 	// once that its host is there.
-	conn, err := s.dialAgent(ctx)
-	if err != nil {
+	if err := s.startVM(ctx, o, hc, step); err != nil {
 		return err
 	}
-	s.agent = agentproto.NewClient(conn)
 	if err := s.vm.Restore(ctx, state); err != nil {
 		return err
 	}
