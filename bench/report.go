@@ -220,7 +220,7 @@ func (b *bench) breakdownTable() string {
 		if s.N == 0 {
 			continue
 		}
-		fmt.Fprintf(&t, "| %s | %s | %s | %s | %.0f%% |\n", st.label, num(s.Med), num(s.Min), num(s.Max), 100*s.Med/ready.Med)
+		shareRow(&t, st.label, s, ready)
 	}
 	for _, ref := range []struct{ key, label string }{
 		{"ready_tuned", "= sandbox ready (StartSandbox)"},
@@ -228,7 +228,7 @@ func (b *bench) breakdownTable() string {
 		{"raw_boot_tuned_devices", "raw boot with hull's devices"},
 	} {
 		if s := b.s.Stat(ref.key); s.N > 0 {
-			fmt.Fprintf(&t, "| %s | %s | %s | %s | %.0f%% |\n", ref.label, num(s.Med), num(s.Min), num(s.Max), 100*s.Med/ready.Med)
+			shareRow(&t, ref.label, s, ready)
 		}
 	}
 	return t.String()
@@ -244,7 +244,7 @@ func (b *bench) templatedTable() string {
 	t.WriteString("| step | median ms | min | max | % of templated ready |\n| --- | --- | --- | --- | --- |\n")
 	for _, st := range templatedSteps {
 		if s := b.s.Stat("tstep_" + st.key); s.N > 0 {
-			fmt.Fprintf(&t, "| %s | %s | %s | %s | %.0f%% |\n", st.label, num(s.Med), num(s.Min), num(s.Max), 100*s.Med/ready.Med)
+			shareRow(&t, st.label, s, ready)
 		}
 	}
 	for _, ref := range []struct{ key, label string }{
@@ -253,7 +253,7 @@ func (b *bench) templatedTable() string {
 		{"raw_boot_tuned", "floor: raw boot, spawn -> QEMU exit"},
 	} {
 		if s := b.s.Stat(ref.key); s.N > 0 {
-			fmt.Fprintf(&t, "| %s | %s | %s | %s | %.0f%% |\n", ref.label, num(s.Med), num(s.Min), num(s.Max), 100*s.Med/ready.Med)
+			shareRow(&t, ref.label, s, ready)
 		}
 	}
 	if b.s.Stat("pss_templated_each").N == 0 {
@@ -301,4 +301,10 @@ func (b *bench) header(took time.Duration) string {
 func firstLine(b []byte) string {
 	s, _, _ := strings.Cut(string(b), "\n")
 	return strings.TrimSpace(s)
+}
+
+// shareRow writes one step of a start-up breakdown: its spread and its
+// share of the whole.
+func shareRow(t *strings.Builder, label string, s, whole Stat) {
+	fmt.Fprintf(t, "| %s | %s | %s | %s | %.0f%% |\n", label, num(s.Med), num(s.Min), num(s.Max), 100*s.Med/whole.Med)
 }
