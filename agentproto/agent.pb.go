@@ -32,7 +32,11 @@ type StartCloneRequest struct {
 	Entropy []byte `protobuf:"bytes,1,opt,name=entropy,proto3" json:"entropy,omitempty"`
 	// unix_nano is the host's clock when it sent the request, in
 	// nanoseconds since the Unix epoch.
-	UnixNano      int64 `protobuf:"varint,2,opt,name=unix_nano,json=unixNano,proto3" json:"unix_nano,omitempty"`
+	UnixNano int64 `protobuf:"varint,2,opt,name=unix_nano,json=unixNano,proto3" json:"unix_nano,omitempty"`
+	// nics give the template's NICs the sandbox's addresses, in the order
+	// of the sandbox's interfaces: the guest saw the template's MACs when
+	// it probed them, and QEMU's device state carries them too.
+	Nics          []*NICAddress `protobuf:"bytes,3,rep,name=nics,proto3" json:"nics,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -81,6 +85,67 @@ func (x *StartCloneRequest) GetUnixNano() int64 {
 	return 0
 }
 
+func (x *StartCloneRequest) GetNics() []*NICAddress {
+	if x != nil {
+		return x.Nics
+	}
+	return nil
+}
+
+// NICAddress is the MAC a NIC of the template has (template_mac) and the one
+// its clone's NIC takes (mac).
+type NICAddress struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TemplateMac   string                 `protobuf:"bytes,1,opt,name=template_mac,json=templateMac,proto3" json:"template_mac,omitempty"`
+	Mac           string                 `protobuf:"bytes,2,opt,name=mac,proto3" json:"mac,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NICAddress) Reset() {
+	*x = NICAddress{}
+	mi := &file_agent_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NICAddress) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NICAddress) ProtoMessage() {}
+
+func (x *NICAddress) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NICAddress.ProtoReflect.Descriptor instead.
+func (*NICAddress) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *NICAddress) GetTemplateMac() string {
+	if x != nil {
+		return x.TemplateMac
+	}
+	return ""
+}
+
+func (x *NICAddress) GetMac() string {
+	if x != nil {
+		return x.Mac
+	}
+	return ""
+}
+
 type Empty struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -89,7 +154,7 @@ type Empty struct {
 
 func (x *Empty) Reset() {
 	*x = Empty{}
-	mi := &file_agent_proto_msgTypes[1]
+	mi := &file_agent_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -101,7 +166,7 @@ func (x *Empty) String() string {
 func (*Empty) ProtoMessage() {}
 
 func (x *Empty) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[1]
+	mi := &file_agent_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -114,7 +179,7 @@ func (x *Empty) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Empty.ProtoReflect.Descriptor instead.
 func (*Empty) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{1}
+	return file_agent_proto_rawDescGZIP(), []int{2}
 }
 
 type HealthRequest struct {
@@ -125,7 +190,7 @@ type HealthRequest struct {
 
 func (x *HealthRequest) Reset() {
 	*x = HealthRequest{}
-	mi := &file_agent_proto_msgTypes[2]
+	mi := &file_agent_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -137,7 +202,7 @@ func (x *HealthRequest) String() string {
 func (*HealthRequest) ProtoMessage() {}
 
 func (x *HealthRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[2]
+	mi := &file_agent_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -150,7 +215,7 @@ func (x *HealthRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthRequest.ProtoReflect.Descriptor instead.
 func (*HealthRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{2}
+	return file_agent_proto_rawDescGZIP(), []int{3}
 }
 
 type HealthResponse struct {
@@ -162,7 +227,7 @@ type HealthResponse struct {
 
 func (x *HealthResponse) Reset() {
 	*x = HealthResponse{}
-	mi := &file_agent_proto_msgTypes[3]
+	mi := &file_agent_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -174,7 +239,7 @@ func (x *HealthResponse) String() string {
 func (*HealthResponse) ProtoMessage() {}
 
 func (x *HealthResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[3]
+	mi := &file_agent_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -187,7 +252,7 @@ func (x *HealthResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthResponse.ProtoReflect.Descriptor instead.
 func (*HealthResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{3}
+	return file_agent_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *HealthResponse) GetVersion() string {
@@ -211,7 +276,7 @@ type CreateContainerRequest struct {
 
 func (x *CreateContainerRequest) Reset() {
 	*x = CreateContainerRequest{}
-	mi := &file_agent_proto_msgTypes[4]
+	mi := &file_agent_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -223,7 +288,7 @@ func (x *CreateContainerRequest) String() string {
 func (*CreateContainerRequest) ProtoMessage() {}
 
 func (x *CreateContainerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[4]
+	mi := &file_agent_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -236,7 +301,7 @@ func (x *CreateContainerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateContainerRequest.ProtoReflect.Descriptor instead.
 func (*CreateContainerRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{4}
+	return file_agent_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *CreateContainerRequest) GetContainerId() string {
@@ -269,7 +334,7 @@ type ContainerRequest struct {
 
 func (x *ContainerRequest) Reset() {
 	*x = ContainerRequest{}
-	mi := &file_agent_proto_msgTypes[5]
+	mi := &file_agent_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -281,7 +346,7 @@ func (x *ContainerRequest) String() string {
 func (*ContainerRequest) ProtoMessage() {}
 
 func (x *ContainerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[5]
+	mi := &file_agent_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -294,7 +359,7 @@ func (x *ContainerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerRequest.ProtoReflect.Descriptor instead.
 func (*ContainerRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{5}
+	return file_agent_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ContainerRequest) GetContainerId() string {
@@ -314,7 +379,7 @@ type RemoveContainerRequest struct {
 
 func (x *RemoveContainerRequest) Reset() {
 	*x = RemoveContainerRequest{}
-	mi := &file_agent_proto_msgTypes[6]
+	mi := &file_agent_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -326,7 +391,7 @@ func (x *RemoveContainerRequest) String() string {
 func (*RemoveContainerRequest) ProtoMessage() {}
 
 func (x *RemoveContainerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[6]
+	mi := &file_agent_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -339,7 +404,7 @@ func (x *RemoveContainerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveContainerRequest.ProtoReflect.Descriptor instead.
 func (*RemoveContainerRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{6}
+	return file_agent_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *RemoveContainerRequest) GetContainerId() string {
@@ -367,7 +432,7 @@ type UpdateContainerRequest struct {
 
 func (x *UpdateContainerRequest) Reset() {
 	*x = UpdateContainerRequest{}
-	mi := &file_agent_proto_msgTypes[7]
+	mi := &file_agent_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -379,7 +444,7 @@ func (x *UpdateContainerRequest) String() string {
 func (*UpdateContainerRequest) ProtoMessage() {}
 
 func (x *UpdateContainerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[7]
+	mi := &file_agent_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -392,7 +457,7 @@ func (x *UpdateContainerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateContainerRequest.ProtoReflect.Descriptor instead.
 func (*UpdateContainerRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{7}
+	return file_agent_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *UpdateContainerRequest) GetContainerId() string {
@@ -436,7 +501,7 @@ type StatsContainerResponse struct {
 
 func (x *StatsContainerResponse) Reset() {
 	*x = StatsContainerResponse{}
-	mi := &file_agent_proto_msgTypes[8]
+	mi := &file_agent_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -448,7 +513,7 @@ func (x *StatsContainerResponse) String() string {
 func (*StatsContainerResponse) ProtoMessage() {}
 
 func (x *StatsContainerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[8]
+	mi := &file_agent_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -461,7 +526,7 @@ func (x *StatsContainerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsContainerResponse.ProtoReflect.Descriptor instead.
 func (*StatsContainerResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{8}
+	return file_agent_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *StatsContainerResponse) GetMemoryUsageBytes() uint64 {
@@ -564,7 +629,7 @@ type ListProcessesResponse struct {
 
 func (x *ListProcessesResponse) Reset() {
 	*x = ListProcessesResponse{}
-	mi := &file_agent_proto_msgTypes[9]
+	mi := &file_agent_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -576,7 +641,7 @@ func (x *ListProcessesResponse) String() string {
 func (*ListProcessesResponse) ProtoMessage() {}
 
 func (x *ListProcessesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[9]
+	mi := &file_agent_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -589,7 +654,7 @@ func (x *ListProcessesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListProcessesResponse.ProtoReflect.Descriptor instead.
 func (*ListProcessesResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{9}
+	return file_agent_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListProcessesResponse) GetPids() []int32 {
@@ -612,7 +677,7 @@ type ExecProcessRequest struct {
 
 func (x *ExecProcessRequest) Reset() {
 	*x = ExecProcessRequest{}
-	mi := &file_agent_proto_msgTypes[10]
+	mi := &file_agent_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -624,7 +689,7 @@ func (x *ExecProcessRequest) String() string {
 func (*ExecProcessRequest) ProtoMessage() {}
 
 func (x *ExecProcessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[10]
+	mi := &file_agent_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -637,7 +702,7 @@ func (x *ExecProcessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecProcessRequest.ProtoReflect.Descriptor instead.
 func (*ExecProcessRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{10}
+	return file_agent_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ExecProcessRequest) GetContainerId() string {
@@ -678,7 +743,7 @@ type ProcessRequest struct {
 
 func (x *ProcessRequest) Reset() {
 	*x = ProcessRequest{}
-	mi := &file_agent_proto_msgTypes[11]
+	mi := &file_agent_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -690,7 +755,7 @@ func (x *ProcessRequest) String() string {
 func (*ProcessRequest) ProtoMessage() {}
 
 func (x *ProcessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[11]
+	mi := &file_agent_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -703,7 +768,7 @@ func (x *ProcessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProcessRequest.ProtoReflect.Descriptor instead.
 func (*ProcessRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{11}
+	return file_agent_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ProcessRequest) GetContainerId() string {
@@ -733,7 +798,7 @@ type SignalProcessRequest struct {
 
 func (x *SignalProcessRequest) Reset() {
 	*x = SignalProcessRequest{}
-	mi := &file_agent_proto_msgTypes[12]
+	mi := &file_agent_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -745,7 +810,7 @@ func (x *SignalProcessRequest) String() string {
 func (*SignalProcessRequest) ProtoMessage() {}
 
 func (x *SignalProcessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[12]
+	mi := &file_agent_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -758,7 +823,7 @@ func (x *SignalProcessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignalProcessRequest.ProtoReflect.Descriptor instead.
 func (*SignalProcessRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{12}
+	return file_agent_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SignalProcessRequest) GetContainerId() string {
@@ -803,7 +868,7 @@ type WaitProcessResponse struct {
 
 func (x *WaitProcessResponse) Reset() {
 	*x = WaitProcessResponse{}
-	mi := &file_agent_proto_msgTypes[13]
+	mi := &file_agent_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -815,7 +880,7 @@ func (x *WaitProcessResponse) String() string {
 func (*WaitProcessResponse) ProtoMessage() {}
 
 func (x *WaitProcessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[13]
+	mi := &file_agent_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -828,7 +893,7 @@ func (x *WaitProcessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitProcessResponse.ProtoReflect.Descriptor instead.
 func (*WaitProcessResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{13}
+	return file_agent_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *WaitProcessResponse) GetStatus() int32 {
@@ -856,7 +921,7 @@ type WriteStdinRequest struct {
 
 func (x *WriteStdinRequest) Reset() {
 	*x = WriteStdinRequest{}
-	mi := &file_agent_proto_msgTypes[14]
+	mi := &file_agent_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -868,7 +933,7 @@ func (x *WriteStdinRequest) String() string {
 func (*WriteStdinRequest) ProtoMessage() {}
 
 func (x *WriteStdinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[14]
+	mi := &file_agent_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -881,7 +946,7 @@ func (x *WriteStdinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteStdinRequest.ProtoReflect.Descriptor instead.
 func (*WriteStdinRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{14}
+	return file_agent_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *WriteStdinRequest) GetContainerId() string {
@@ -914,7 +979,7 @@ type WriteStdinResponse struct {
 
 func (x *WriteStdinResponse) Reset() {
 	*x = WriteStdinResponse{}
-	mi := &file_agent_proto_msgTypes[15]
+	mi := &file_agent_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -926,7 +991,7 @@ func (x *WriteStdinResponse) String() string {
 func (*WriteStdinResponse) ProtoMessage() {}
 
 func (x *WriteStdinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[15]
+	mi := &file_agent_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -939,7 +1004,7 @@ func (x *WriteStdinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteStdinResponse.ProtoReflect.Descriptor instead.
 func (*WriteStdinResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{15}
+	return file_agent_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *WriteStdinResponse) GetLen() uint32 {
@@ -960,7 +1025,7 @@ type ReadStreamRequest struct {
 
 func (x *ReadStreamRequest) Reset() {
 	*x = ReadStreamRequest{}
-	mi := &file_agent_proto_msgTypes[16]
+	mi := &file_agent_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -972,7 +1037,7 @@ func (x *ReadStreamRequest) String() string {
 func (*ReadStreamRequest) ProtoMessage() {}
 
 func (x *ReadStreamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[16]
+	mi := &file_agent_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -985,7 +1050,7 @@ func (x *ReadStreamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadStreamRequest.ProtoReflect.Descriptor instead.
 func (*ReadStreamRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{16}
+	return file_agent_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ReadStreamRequest) GetContainerId() string {
@@ -1019,7 +1084,7 @@ type ReadStreamResponse struct {
 
 func (x *ReadStreamResponse) Reset() {
 	*x = ReadStreamResponse{}
-	mi := &file_agent_proto_msgTypes[17]
+	mi := &file_agent_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1031,7 +1096,7 @@ func (x *ReadStreamResponse) String() string {
 func (*ReadStreamResponse) ProtoMessage() {}
 
 func (x *ReadStreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[17]
+	mi := &file_agent_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1044,7 +1109,7 @@ func (x *ReadStreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadStreamResponse.ProtoReflect.Descriptor instead.
 func (*ReadStreamResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{17}
+	return file_agent_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ReadStreamResponse) GetData() []byte {
@@ -1073,7 +1138,7 @@ type ResizeTtyRequest struct {
 
 func (x *ResizeTtyRequest) Reset() {
 	*x = ResizeTtyRequest{}
-	mi := &file_agent_proto_msgTypes[18]
+	mi := &file_agent_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1085,7 +1150,7 @@ func (x *ResizeTtyRequest) String() string {
 func (*ResizeTtyRequest) ProtoMessage() {}
 
 func (x *ResizeTtyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[18]
+	mi := &file_agent_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1098,7 +1163,7 @@ func (x *ResizeTtyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResizeTtyRequest.ProtoReflect.Descriptor instead.
 func (*ResizeTtyRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{18}
+	return file_agent_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ResizeTtyRequest) GetContainerId() string {
@@ -1139,7 +1204,7 @@ type IPAddress struct {
 
 func (x *IPAddress) Reset() {
 	*x = IPAddress{}
-	mi := &file_agent_proto_msgTypes[19]
+	mi := &file_agent_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1151,7 +1216,7 @@ func (x *IPAddress) String() string {
 func (*IPAddress) ProtoMessage() {}
 
 func (x *IPAddress) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[19]
+	mi := &file_agent_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1164,7 +1229,7 @@ func (x *IPAddress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IPAddress.ProtoReflect.Descriptor instead.
 func (*IPAddress) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{19}
+	return file_agent_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *IPAddress) GetAddress() string {
@@ -1194,7 +1259,7 @@ type Interface struct {
 
 func (x *Interface) Reset() {
 	*x = Interface{}
-	mi := &file_agent_proto_msgTypes[20]
+	mi := &file_agent_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1206,7 +1271,7 @@ func (x *Interface) String() string {
 func (*Interface) ProtoMessage() {}
 
 func (x *Interface) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[20]
+	mi := &file_agent_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1219,7 +1284,7 @@ func (x *Interface) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Interface.ProtoReflect.Descriptor instead.
 func (*Interface) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{20}
+	return file_agent_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Interface) GetMac() string {
@@ -1259,7 +1324,7 @@ type UpdateInterfacesRequest struct {
 
 func (x *UpdateInterfacesRequest) Reset() {
 	*x = UpdateInterfacesRequest{}
-	mi := &file_agent_proto_msgTypes[21]
+	mi := &file_agent_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1271,7 +1336,7 @@ func (x *UpdateInterfacesRequest) String() string {
 func (*UpdateInterfacesRequest) ProtoMessage() {}
 
 func (x *UpdateInterfacesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[21]
+	mi := &file_agent_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1284,7 +1349,7 @@ func (x *UpdateInterfacesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateInterfacesRequest.ProtoReflect.Descriptor instead.
 func (*UpdateInterfacesRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{21}
+	return file_agent_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *UpdateInterfacesRequest) GetInterfaces() []*Interface {
@@ -1308,7 +1373,7 @@ type Route struct {
 
 func (x *Route) Reset() {
 	*x = Route{}
-	mi := &file_agent_proto_msgTypes[22]
+	mi := &file_agent_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1320,7 +1385,7 @@ func (x *Route) String() string {
 func (*Route) ProtoMessage() {}
 
 func (x *Route) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[22]
+	mi := &file_agent_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1333,7 +1398,7 @@ func (x *Route) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Route.ProtoReflect.Descriptor instead.
 func (*Route) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{22}
+	return file_agent_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Route) GetDest() string {
@@ -1380,7 +1445,7 @@ type UpdateRoutesRequest struct {
 
 func (x *UpdateRoutesRequest) Reset() {
 	*x = UpdateRoutesRequest{}
-	mi := &file_agent_proto_msgTypes[23]
+	mi := &file_agent_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1392,7 +1457,7 @@ func (x *UpdateRoutesRequest) String() string {
 func (*UpdateRoutesRequest) ProtoMessage() {}
 
 func (x *UpdateRoutesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[23]
+	mi := &file_agent_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1405,7 +1470,7 @@ func (x *UpdateRoutesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateRoutesRequest.ProtoReflect.Descriptor instead.
 func (*UpdateRoutesRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{23}
+	return file_agent_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *UpdateRoutesRequest) GetRoutes() []*Route {
@@ -1423,7 +1488,7 @@ type DestroySandboxRequest struct {
 
 func (x *DestroySandboxRequest) Reset() {
 	*x = DestroySandboxRequest{}
-	mi := &file_agent_proto_msgTypes[24]
+	mi := &file_agent_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1435,7 +1500,7 @@ func (x *DestroySandboxRequest) String() string {
 func (*DestroySandboxRequest) ProtoMessage() {}
 
 func (x *DestroySandboxRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[24]
+	mi := &file_agent_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1448,7 +1513,7 @@ func (x *DestroySandboxRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DestroySandboxRequest.ProtoReflect.Descriptor instead.
 func (*DestroySandboxRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{24}
+	return file_agent_proto_rawDescGZIP(), []int{25}
 }
 
 type OpenPortRequest struct {
@@ -1461,7 +1526,7 @@ type OpenPortRequest struct {
 
 func (x *OpenPortRequest) Reset() {
 	*x = OpenPortRequest{}
-	mi := &file_agent_proto_msgTypes[25]
+	mi := &file_agent_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1473,7 +1538,7 @@ func (x *OpenPortRequest) String() string {
 func (*OpenPortRequest) ProtoMessage() {}
 
 func (x *OpenPortRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[25]
+	mi := &file_agent_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1486,7 +1551,7 @@ func (x *OpenPortRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenPortRequest.ProtoReflect.Descriptor instead.
 func (*OpenPortRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{25}
+	return file_agent_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *OpenPortRequest) GetPort() uint32 {
@@ -1505,7 +1570,7 @@ type OpenPortResponse struct {
 
 func (x *OpenPortResponse) Reset() {
 	*x = OpenPortResponse{}
-	mi := &file_agent_proto_msgTypes[26]
+	mi := &file_agent_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1517,7 +1582,7 @@ func (x *OpenPortResponse) String() string {
 func (*OpenPortResponse) ProtoMessage() {}
 
 func (x *OpenPortResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[26]
+	mi := &file_agent_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1530,7 +1595,7 @@ func (x *OpenPortResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenPortResponse.ProtoReflect.Descriptor instead.
 func (*OpenPortResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{26}
+	return file_agent_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *OpenPortResponse) GetId() uint32 {
@@ -1549,7 +1614,7 @@ type PortRequest struct {
 
 func (x *PortRequest) Reset() {
 	*x = PortRequest{}
-	mi := &file_agent_proto_msgTypes[27]
+	mi := &file_agent_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1561,7 +1626,7 @@ func (x *PortRequest) String() string {
 func (*PortRequest) ProtoMessage() {}
 
 func (x *PortRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[27]
+	mi := &file_agent_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1574,7 +1639,7 @@ func (x *PortRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PortRequest.ProtoReflect.Descriptor instead.
 func (*PortRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{27}
+	return file_agent_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *PortRequest) GetId() uint32 {
@@ -1594,7 +1659,7 @@ type WritePortRequest struct {
 
 func (x *WritePortRequest) Reset() {
 	*x = WritePortRequest{}
-	mi := &file_agent_proto_msgTypes[28]
+	mi := &file_agent_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1606,7 +1671,7 @@ func (x *WritePortRequest) String() string {
 func (*WritePortRequest) ProtoMessage() {}
 
 func (x *WritePortRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[28]
+	mi := &file_agent_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1619,7 +1684,7 @@ func (x *WritePortRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WritePortRequest.ProtoReflect.Descriptor instead.
 func (*WritePortRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{28}
+	return file_agent_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *WritePortRequest) GetId() uint32 {
@@ -1645,7 +1710,7 @@ type WritePortResponse struct {
 
 func (x *WritePortResponse) Reset() {
 	*x = WritePortResponse{}
-	mi := &file_agent_proto_msgTypes[29]
+	mi := &file_agent_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1657,7 +1722,7 @@ func (x *WritePortResponse) String() string {
 func (*WritePortResponse) ProtoMessage() {}
 
 func (x *WritePortResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[29]
+	mi := &file_agent_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1670,7 +1735,7 @@ func (x *WritePortResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WritePortResponse.ProtoReflect.Descriptor instead.
 func (*WritePortResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{29}
+	return file_agent_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *WritePortResponse) GetLen() uint32 {
@@ -1690,7 +1755,7 @@ type ReadPortRequest struct {
 
 func (x *ReadPortRequest) Reset() {
 	*x = ReadPortRequest{}
-	mi := &file_agent_proto_msgTypes[30]
+	mi := &file_agent_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1702,7 +1767,7 @@ func (x *ReadPortRequest) String() string {
 func (*ReadPortRequest) ProtoMessage() {}
 
 func (x *ReadPortRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[30]
+	mi := &file_agent_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1715,7 +1780,7 @@ func (x *ReadPortRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadPortRequest.ProtoReflect.Descriptor instead.
 func (*ReadPortRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{30}
+	return file_agent_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ReadPortRequest) GetId() uint32 {
@@ -1742,7 +1807,7 @@ type ReadPortResponse struct {
 
 func (x *ReadPortResponse) Reset() {
 	*x = ReadPortResponse{}
-	mi := &file_agent_proto_msgTypes[31]
+	mi := &file_agent_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1754,7 +1819,7 @@ func (x *ReadPortResponse) String() string {
 func (*ReadPortResponse) ProtoMessage() {}
 
 func (x *ReadPortResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[31]
+	mi := &file_agent_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1767,7 +1832,7 @@ func (x *ReadPortResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadPortResponse.ProtoReflect.Descriptor instead.
 func (*ReadPortResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{31}
+	return file_agent_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ReadPortResponse) GetData() []byte {
@@ -1788,10 +1853,15 @@ var File_agent_proto protoreflect.FileDescriptor
 
 const file_agent_proto_rawDesc = "" +
 	"\n" +
-	"\vagent.proto\x12\rhull.agent.v1\"J\n" +
+	"\vagent.proto\x12\rhull.agent.v1\"y\n" +
 	"\x11StartCloneRequest\x12\x18\n" +
 	"\aentropy\x18\x01 \x01(\fR\aentropy\x12\x1b\n" +
-	"\tunix_nano\x18\x02 \x01(\x03R\bunixNano\"\a\n" +
+	"\tunix_nano\x18\x02 \x01(\x03R\bunixNano\x12-\n" +
+	"\x04nics\x18\x03 \x03(\v2\x19.hull.agent.v1.NICAddressR\x04nics\"A\n" +
+	"\n" +
+	"NICAddress\x12!\n" +
+	"\ftemplate_mac\x18\x01 \x01(\tR\vtemplateMac\x12\x10\n" +
+	"\x03mac\x18\x02 \x01(\tR\x03mac\"\a\n" +
 	"\x05Empty\"\x0f\n" +
 	"\rHealthRequest\"*\n" +
 	"\x0eHealthResponse\x12\x18\n" +
@@ -1947,104 +2017,106 @@ func file_agent_proto_rawDescGZIP() []byte {
 	return file_agent_proto_rawDescData
 }
 
-var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_agent_proto_goTypes = []any{
 	(*StartCloneRequest)(nil),       // 0: hull.agent.v1.StartCloneRequest
-	(*Empty)(nil),                   // 1: hull.agent.v1.Empty
-	(*HealthRequest)(nil),           // 2: hull.agent.v1.HealthRequest
-	(*HealthResponse)(nil),          // 3: hull.agent.v1.HealthResponse
-	(*CreateContainerRequest)(nil),  // 4: hull.agent.v1.CreateContainerRequest
-	(*ContainerRequest)(nil),        // 5: hull.agent.v1.ContainerRequest
-	(*RemoveContainerRequest)(nil),  // 6: hull.agent.v1.RemoveContainerRequest
-	(*UpdateContainerRequest)(nil),  // 7: hull.agent.v1.UpdateContainerRequest
-	(*StatsContainerResponse)(nil),  // 8: hull.agent.v1.StatsContainerResponse
-	(*ListProcessesResponse)(nil),   // 9: hull.agent.v1.ListProcessesResponse
-	(*ExecProcessRequest)(nil),      // 10: hull.agent.v1.ExecProcessRequest
-	(*ProcessRequest)(nil),          // 11: hull.agent.v1.ProcessRequest
-	(*SignalProcessRequest)(nil),    // 12: hull.agent.v1.SignalProcessRequest
-	(*WaitProcessResponse)(nil),     // 13: hull.agent.v1.WaitProcessResponse
-	(*WriteStdinRequest)(nil),       // 14: hull.agent.v1.WriteStdinRequest
-	(*WriteStdinResponse)(nil),      // 15: hull.agent.v1.WriteStdinResponse
-	(*ReadStreamRequest)(nil),       // 16: hull.agent.v1.ReadStreamRequest
-	(*ReadStreamResponse)(nil),      // 17: hull.agent.v1.ReadStreamResponse
-	(*ResizeTtyRequest)(nil),        // 18: hull.agent.v1.ResizeTtyRequest
-	(*IPAddress)(nil),               // 19: hull.agent.v1.IPAddress
-	(*Interface)(nil),               // 20: hull.agent.v1.Interface
-	(*UpdateInterfacesRequest)(nil), // 21: hull.agent.v1.UpdateInterfacesRequest
-	(*Route)(nil),                   // 22: hull.agent.v1.Route
-	(*UpdateRoutesRequest)(nil),     // 23: hull.agent.v1.UpdateRoutesRequest
-	(*DestroySandboxRequest)(nil),   // 24: hull.agent.v1.DestroySandboxRequest
-	(*OpenPortRequest)(nil),         // 25: hull.agent.v1.OpenPortRequest
-	(*OpenPortResponse)(nil),        // 26: hull.agent.v1.OpenPortResponse
-	(*PortRequest)(nil),             // 27: hull.agent.v1.PortRequest
-	(*WritePortRequest)(nil),        // 28: hull.agent.v1.WritePortRequest
-	(*WritePortResponse)(nil),       // 29: hull.agent.v1.WritePortResponse
-	(*ReadPortRequest)(nil),         // 30: hull.agent.v1.ReadPortRequest
-	(*ReadPortResponse)(nil),        // 31: hull.agent.v1.ReadPortResponse
+	(*NICAddress)(nil),              // 1: hull.agent.v1.NICAddress
+	(*Empty)(nil),                   // 2: hull.agent.v1.Empty
+	(*HealthRequest)(nil),           // 3: hull.agent.v1.HealthRequest
+	(*HealthResponse)(nil),          // 4: hull.agent.v1.HealthResponse
+	(*CreateContainerRequest)(nil),  // 5: hull.agent.v1.CreateContainerRequest
+	(*ContainerRequest)(nil),        // 6: hull.agent.v1.ContainerRequest
+	(*RemoveContainerRequest)(nil),  // 7: hull.agent.v1.RemoveContainerRequest
+	(*UpdateContainerRequest)(nil),  // 8: hull.agent.v1.UpdateContainerRequest
+	(*StatsContainerResponse)(nil),  // 9: hull.agent.v1.StatsContainerResponse
+	(*ListProcessesResponse)(nil),   // 10: hull.agent.v1.ListProcessesResponse
+	(*ExecProcessRequest)(nil),      // 11: hull.agent.v1.ExecProcessRequest
+	(*ProcessRequest)(nil),          // 12: hull.agent.v1.ProcessRequest
+	(*SignalProcessRequest)(nil),    // 13: hull.agent.v1.SignalProcessRequest
+	(*WaitProcessResponse)(nil),     // 14: hull.agent.v1.WaitProcessResponse
+	(*WriteStdinRequest)(nil),       // 15: hull.agent.v1.WriteStdinRequest
+	(*WriteStdinResponse)(nil),      // 16: hull.agent.v1.WriteStdinResponse
+	(*ReadStreamRequest)(nil),       // 17: hull.agent.v1.ReadStreamRequest
+	(*ReadStreamResponse)(nil),      // 18: hull.agent.v1.ReadStreamResponse
+	(*ResizeTtyRequest)(nil),        // 19: hull.agent.v1.ResizeTtyRequest
+	(*IPAddress)(nil),               // 20: hull.agent.v1.IPAddress
+	(*Interface)(nil),               // 21: hull.agent.v1.Interface
+	(*UpdateInterfacesRequest)(nil), // 22: hull.agent.v1.UpdateInterfacesRequest
+	(*Route)(nil),                   // 23: hull.agent.v1.Route
+	(*UpdateRoutesRequest)(nil),     // 24: hull.agent.v1.UpdateRoutesRequest
+	(*DestroySandboxRequest)(nil),   // 25: hull.agent.v1.DestroySandboxRequest
+	(*OpenPortRequest)(nil),         // 26: hull.agent.v1.OpenPortRequest
+	(*OpenPortResponse)(nil),        // 27: hull.agent.v1.OpenPortResponse
+	(*PortRequest)(nil),             // 28: hull.agent.v1.PortRequest
+	(*WritePortRequest)(nil),        // 29: hull.agent.v1.WritePortRequest
+	(*WritePortResponse)(nil),       // 30: hull.agent.v1.WritePortResponse
+	(*ReadPortRequest)(nil),         // 31: hull.agent.v1.ReadPortRequest
+	(*ReadPortResponse)(nil),        // 32: hull.agent.v1.ReadPortResponse
 }
 var file_agent_proto_depIdxs = []int32{
-	19, // 0: hull.agent.v1.Interface.addresses:type_name -> hull.agent.v1.IPAddress
-	20, // 1: hull.agent.v1.UpdateInterfacesRequest.interfaces:type_name -> hull.agent.v1.Interface
-	22, // 2: hull.agent.v1.UpdateRoutesRequest.routes:type_name -> hull.agent.v1.Route
-	2,  // 3: hull.agent.v1.Agent.Health:input_type -> hull.agent.v1.HealthRequest
-	4,  // 4: hull.agent.v1.Agent.CreateContainer:input_type -> hull.agent.v1.CreateContainerRequest
-	5,  // 5: hull.agent.v1.Agent.StartContainer:input_type -> hull.agent.v1.ContainerRequest
-	6,  // 6: hull.agent.v1.Agent.RemoveContainer:input_type -> hull.agent.v1.RemoveContainerRequest
-	5,  // 7: hull.agent.v1.Agent.PauseContainer:input_type -> hull.agent.v1.ContainerRequest
-	5,  // 8: hull.agent.v1.Agent.ResumeContainer:input_type -> hull.agent.v1.ContainerRequest
-	7,  // 9: hull.agent.v1.Agent.UpdateContainer:input_type -> hull.agent.v1.UpdateContainerRequest
-	5,  // 10: hull.agent.v1.Agent.StatsContainer:input_type -> hull.agent.v1.ContainerRequest
-	5,  // 11: hull.agent.v1.Agent.ListProcesses:input_type -> hull.agent.v1.ContainerRequest
-	10, // 12: hull.agent.v1.Agent.ExecProcess:input_type -> hull.agent.v1.ExecProcessRequest
-	12, // 13: hull.agent.v1.Agent.SignalProcess:input_type -> hull.agent.v1.SignalProcessRequest
-	11, // 14: hull.agent.v1.Agent.WaitProcess:input_type -> hull.agent.v1.ProcessRequest
-	14, // 15: hull.agent.v1.Agent.WriteStdin:input_type -> hull.agent.v1.WriteStdinRequest
-	11, // 16: hull.agent.v1.Agent.CloseStdin:input_type -> hull.agent.v1.ProcessRequest
-	16, // 17: hull.agent.v1.Agent.ReadStdout:input_type -> hull.agent.v1.ReadStreamRequest
-	16, // 18: hull.agent.v1.Agent.ReadStderr:input_type -> hull.agent.v1.ReadStreamRequest
-	18, // 19: hull.agent.v1.Agent.ResizeTty:input_type -> hull.agent.v1.ResizeTtyRequest
-	11, // 20: hull.agent.v1.Agent.CloseProcess:input_type -> hull.agent.v1.ProcessRequest
-	25, // 21: hull.agent.v1.Agent.OpenPort:input_type -> hull.agent.v1.OpenPortRequest
-	28, // 22: hull.agent.v1.Agent.WritePort:input_type -> hull.agent.v1.WritePortRequest
-	30, // 23: hull.agent.v1.Agent.ReadPort:input_type -> hull.agent.v1.ReadPortRequest
-	27, // 24: hull.agent.v1.Agent.ClosePortWrite:input_type -> hull.agent.v1.PortRequest
-	27, // 25: hull.agent.v1.Agent.ClosePort:input_type -> hull.agent.v1.PortRequest
-	21, // 26: hull.agent.v1.Agent.UpdateInterfaces:input_type -> hull.agent.v1.UpdateInterfacesRequest
-	23, // 27: hull.agent.v1.Agent.UpdateRoutes:input_type -> hull.agent.v1.UpdateRoutesRequest
-	24, // 28: hull.agent.v1.Agent.DestroySandbox:input_type -> hull.agent.v1.DestroySandboxRequest
-	0,  // 29: hull.agent.v1.Agent.StartClone:input_type -> hull.agent.v1.StartCloneRequest
-	3,  // 30: hull.agent.v1.Agent.Health:output_type -> hull.agent.v1.HealthResponse
-	1,  // 31: hull.agent.v1.Agent.CreateContainer:output_type -> hull.agent.v1.Empty
-	1,  // 32: hull.agent.v1.Agent.StartContainer:output_type -> hull.agent.v1.Empty
-	1,  // 33: hull.agent.v1.Agent.RemoveContainer:output_type -> hull.agent.v1.Empty
-	1,  // 34: hull.agent.v1.Agent.PauseContainer:output_type -> hull.agent.v1.Empty
-	1,  // 35: hull.agent.v1.Agent.ResumeContainer:output_type -> hull.agent.v1.Empty
-	1,  // 36: hull.agent.v1.Agent.UpdateContainer:output_type -> hull.agent.v1.Empty
-	8,  // 37: hull.agent.v1.Agent.StatsContainer:output_type -> hull.agent.v1.StatsContainerResponse
-	9,  // 38: hull.agent.v1.Agent.ListProcesses:output_type -> hull.agent.v1.ListProcessesResponse
-	1,  // 39: hull.agent.v1.Agent.ExecProcess:output_type -> hull.agent.v1.Empty
-	1,  // 40: hull.agent.v1.Agent.SignalProcess:output_type -> hull.agent.v1.Empty
-	13, // 41: hull.agent.v1.Agent.WaitProcess:output_type -> hull.agent.v1.WaitProcessResponse
-	15, // 42: hull.agent.v1.Agent.WriteStdin:output_type -> hull.agent.v1.WriteStdinResponse
-	1,  // 43: hull.agent.v1.Agent.CloseStdin:output_type -> hull.agent.v1.Empty
-	17, // 44: hull.agent.v1.Agent.ReadStdout:output_type -> hull.agent.v1.ReadStreamResponse
-	17, // 45: hull.agent.v1.Agent.ReadStderr:output_type -> hull.agent.v1.ReadStreamResponse
-	1,  // 46: hull.agent.v1.Agent.ResizeTty:output_type -> hull.agent.v1.Empty
-	1,  // 47: hull.agent.v1.Agent.CloseProcess:output_type -> hull.agent.v1.Empty
-	26, // 48: hull.agent.v1.Agent.OpenPort:output_type -> hull.agent.v1.OpenPortResponse
-	29, // 49: hull.agent.v1.Agent.WritePort:output_type -> hull.agent.v1.WritePortResponse
-	31, // 50: hull.agent.v1.Agent.ReadPort:output_type -> hull.agent.v1.ReadPortResponse
-	1,  // 51: hull.agent.v1.Agent.ClosePortWrite:output_type -> hull.agent.v1.Empty
-	1,  // 52: hull.agent.v1.Agent.ClosePort:output_type -> hull.agent.v1.Empty
-	1,  // 53: hull.agent.v1.Agent.UpdateInterfaces:output_type -> hull.agent.v1.Empty
-	1,  // 54: hull.agent.v1.Agent.UpdateRoutes:output_type -> hull.agent.v1.Empty
-	1,  // 55: hull.agent.v1.Agent.DestroySandbox:output_type -> hull.agent.v1.Empty
-	1,  // 56: hull.agent.v1.Agent.StartClone:output_type -> hull.agent.v1.Empty
-	30, // [30:57] is the sub-list for method output_type
-	3,  // [3:30] is the sub-list for method input_type
-	3,  // [3:3] is the sub-list for extension type_name
-	3,  // [3:3] is the sub-list for extension extendee
-	0,  // [0:3] is the sub-list for field type_name
+	1,  // 0: hull.agent.v1.StartCloneRequest.nics:type_name -> hull.agent.v1.NICAddress
+	20, // 1: hull.agent.v1.Interface.addresses:type_name -> hull.agent.v1.IPAddress
+	21, // 2: hull.agent.v1.UpdateInterfacesRequest.interfaces:type_name -> hull.agent.v1.Interface
+	23, // 3: hull.agent.v1.UpdateRoutesRequest.routes:type_name -> hull.agent.v1.Route
+	3,  // 4: hull.agent.v1.Agent.Health:input_type -> hull.agent.v1.HealthRequest
+	5,  // 5: hull.agent.v1.Agent.CreateContainer:input_type -> hull.agent.v1.CreateContainerRequest
+	6,  // 6: hull.agent.v1.Agent.StartContainer:input_type -> hull.agent.v1.ContainerRequest
+	7,  // 7: hull.agent.v1.Agent.RemoveContainer:input_type -> hull.agent.v1.RemoveContainerRequest
+	6,  // 8: hull.agent.v1.Agent.PauseContainer:input_type -> hull.agent.v1.ContainerRequest
+	6,  // 9: hull.agent.v1.Agent.ResumeContainer:input_type -> hull.agent.v1.ContainerRequest
+	8,  // 10: hull.agent.v1.Agent.UpdateContainer:input_type -> hull.agent.v1.UpdateContainerRequest
+	6,  // 11: hull.agent.v1.Agent.StatsContainer:input_type -> hull.agent.v1.ContainerRequest
+	6,  // 12: hull.agent.v1.Agent.ListProcesses:input_type -> hull.agent.v1.ContainerRequest
+	11, // 13: hull.agent.v1.Agent.ExecProcess:input_type -> hull.agent.v1.ExecProcessRequest
+	13, // 14: hull.agent.v1.Agent.SignalProcess:input_type -> hull.agent.v1.SignalProcessRequest
+	12, // 15: hull.agent.v1.Agent.WaitProcess:input_type -> hull.agent.v1.ProcessRequest
+	15, // 16: hull.agent.v1.Agent.WriteStdin:input_type -> hull.agent.v1.WriteStdinRequest
+	12, // 17: hull.agent.v1.Agent.CloseStdin:input_type -> hull.agent.v1.ProcessRequest
+	17, // 18: hull.agent.v1.Agent.ReadStdout:input_type -> hull.agent.v1.ReadStreamRequest
+	17, // 19: hull.agent.v1.Agent.ReadStderr:input_type -> hull.agent.v1.ReadStreamRequest
+	19, // 20: hull.agent.v1.Agent.ResizeTty:input_type -> hull.agent.v1.ResizeTtyRequest
+	12, // 21: hull.agent.v1.Agent.CloseProcess:input_type -> hull.agent.v1.ProcessRequest
+	26, // 22: hull.agent.v1.Agent.OpenPort:input_type -> hull.agent.v1.OpenPortRequest
+	29, // 23: hull.agent.v1.Agent.WritePort:input_type -> hull.agent.v1.WritePortRequest
+	31, // 24: hull.agent.v1.Agent.ReadPort:input_type -> hull.agent.v1.ReadPortRequest
+	28, // 25: hull.agent.v1.Agent.ClosePortWrite:input_type -> hull.agent.v1.PortRequest
+	28, // 26: hull.agent.v1.Agent.ClosePort:input_type -> hull.agent.v1.PortRequest
+	22, // 27: hull.agent.v1.Agent.UpdateInterfaces:input_type -> hull.agent.v1.UpdateInterfacesRequest
+	24, // 28: hull.agent.v1.Agent.UpdateRoutes:input_type -> hull.agent.v1.UpdateRoutesRequest
+	25, // 29: hull.agent.v1.Agent.DestroySandbox:input_type -> hull.agent.v1.DestroySandboxRequest
+	0,  // 30: hull.agent.v1.Agent.StartClone:input_type -> hull.agent.v1.StartCloneRequest
+	4,  // 31: hull.agent.v1.Agent.Health:output_type -> hull.agent.v1.HealthResponse
+	2,  // 32: hull.agent.v1.Agent.CreateContainer:output_type -> hull.agent.v1.Empty
+	2,  // 33: hull.agent.v1.Agent.StartContainer:output_type -> hull.agent.v1.Empty
+	2,  // 34: hull.agent.v1.Agent.RemoveContainer:output_type -> hull.agent.v1.Empty
+	2,  // 35: hull.agent.v1.Agent.PauseContainer:output_type -> hull.agent.v1.Empty
+	2,  // 36: hull.agent.v1.Agent.ResumeContainer:output_type -> hull.agent.v1.Empty
+	2,  // 37: hull.agent.v1.Agent.UpdateContainer:output_type -> hull.agent.v1.Empty
+	9,  // 38: hull.agent.v1.Agent.StatsContainer:output_type -> hull.agent.v1.StatsContainerResponse
+	10, // 39: hull.agent.v1.Agent.ListProcesses:output_type -> hull.agent.v1.ListProcessesResponse
+	2,  // 40: hull.agent.v1.Agent.ExecProcess:output_type -> hull.agent.v1.Empty
+	2,  // 41: hull.agent.v1.Agent.SignalProcess:output_type -> hull.agent.v1.Empty
+	14, // 42: hull.agent.v1.Agent.WaitProcess:output_type -> hull.agent.v1.WaitProcessResponse
+	16, // 43: hull.agent.v1.Agent.WriteStdin:output_type -> hull.agent.v1.WriteStdinResponse
+	2,  // 44: hull.agent.v1.Agent.CloseStdin:output_type -> hull.agent.v1.Empty
+	18, // 45: hull.agent.v1.Agent.ReadStdout:output_type -> hull.agent.v1.ReadStreamResponse
+	18, // 46: hull.agent.v1.Agent.ReadStderr:output_type -> hull.agent.v1.ReadStreamResponse
+	2,  // 47: hull.agent.v1.Agent.ResizeTty:output_type -> hull.agent.v1.Empty
+	2,  // 48: hull.agent.v1.Agent.CloseProcess:output_type -> hull.agent.v1.Empty
+	27, // 49: hull.agent.v1.Agent.OpenPort:output_type -> hull.agent.v1.OpenPortResponse
+	30, // 50: hull.agent.v1.Agent.WritePort:output_type -> hull.agent.v1.WritePortResponse
+	32, // 51: hull.agent.v1.Agent.ReadPort:output_type -> hull.agent.v1.ReadPortResponse
+	2,  // 52: hull.agent.v1.Agent.ClosePortWrite:output_type -> hull.agent.v1.Empty
+	2,  // 53: hull.agent.v1.Agent.ClosePort:output_type -> hull.agent.v1.Empty
+	2,  // 54: hull.agent.v1.Agent.UpdateInterfaces:output_type -> hull.agent.v1.Empty
+	2,  // 55: hull.agent.v1.Agent.UpdateRoutes:output_type -> hull.agent.v1.Empty
+	2,  // 56: hull.agent.v1.Agent.DestroySandbox:output_type -> hull.agent.v1.Empty
+	2,  // 57: hull.agent.v1.Agent.StartClone:output_type -> hull.agent.v1.Empty
+	31, // [31:58] is the sub-list for method output_type
+	4,  // [4:31] is the sub-list for method input_type
+	4,  // [4:4] is the sub-list for extension type_name
+	4,  // [4:4] is the sub-list for extension extendee
+	0,  // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_agent_proto_init() }
@@ -2058,7 +2130,7 @@ func file_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agent_proto_rawDesc), len(file_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   32,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -89,7 +89,8 @@ func (b *bench) templated(ctx context.Context) error {
 func (b *bench) templateConfig(dir string) pod.Config {
 	cfg := b.sandboxConfig(tunedKernel, templateInitrd)
 	cfg.SharedFS.Type = pod.SharedFS9P
-	cfg.Factory = pod.FactoryConfig{Template: true, Dir: dir}
+	// The bench's sandboxes have no network, as its cold ones.
+	cfg.Factory = pod.FactoryConfig{Template: true, Dir: dir, NICs: 0}
 	return cfg
 }
 
@@ -102,7 +103,7 @@ func (b *bench) templatedPSS(ctx context.Context) error {
 	}
 	factory := filepath.Join(dir, "factory")
 	conf := filepath.Join(dir, "hull.toml")
-	toml := fmt.Sprintf("[hypervisor]\naccel = \"tcg\"\nkernel = %q\ninitrd = %q\ndefault_memory = %d\n\n[shared_fs]\ntype = %q\n\n[factory]\ntemplate = true\ndir = %q\n",
+	toml := fmt.Sprintf("[hypervisor]\naccel = \"tcg\"\nkernel = %q\ninitrd = %q\ndefault_memory = %d\n\n[shared_fs]\ntype = %q\n\n[factory]\ntemplate = true\ndir = %q\nnics = 0\n",
 		b.file(tunedKernel), b.file(templateInitrd), memGuestMiB, pod.SharedFS9P, factory)
 	if err := os.WriteFile(conf, []byte(toml), 0o600); err != nil {
 		return err

@@ -81,6 +81,9 @@ func Main() error {
 			if err := SetClock(req.UnixNano); err != nil {
 				return err
 			}
+			if err := SetNICAddresses(req.Nics); err != nil {
+				return err
+			}
 			trace("agent: clone started")
 			close(owned)
 			return nil

@@ -46,19 +46,9 @@ func configureInterface(ifc *agentproto.Interface) error {
 	if err != nil {
 		return err
 	}
-	links, err := netlink.LinkList()
+	link, err := linkByMAC(mac)
 	if err != nil {
 		return err
-	}
-	var link netlink.Link
-	for _, l := range links {
-		if strings.EqualFold(l.Attrs().HardwareAddr.String(), mac.String()) {
-			link = l
-			break
-		}
-	}
-	if link == nil {
-		return fmt.Errorf("no NIC with MAC %s", mac)
 	}
 	if ifc.Name != "" && ifc.Name != link.Attrs().Name {
 		if err := netlink.LinkSetDown(link); err != nil {
@@ -88,6 +78,46 @@ func configureInterface(ifc *agentproto.Interface) error {
 		}
 	}
 	return netlink.LinkSetUp(link)
+}
+
+// linkByMAC is the guest's link whose address is mac.
+func linkByMAC(mac net.HardwareAddr) (netlink.Link, error) {
+	links, err := netlink.LinkList()
+	if err != nil {
+		return nil, err
+	}
+	for _, l := range links {
+		if strings.EqualFold(l.Attrs().HardwareAddr.String(), mac.String()) {
+			return l, nil
+		}
+	}
+	return nil, fmt.Errorf("no NIC with MAC %s", mac)
+}
+
+// SetNICAddresses gives a clone's NICs, which the guest probed in the
+// template with the template's MACs, the sandbox's. virtio-net passes the
+// change to QEMU (VIRTIO_NET_CTRL_MAC_ADDR_SET), whose receive filter then
+// takes the new address; the configuration that follows finds each NIC by
+// it, as after a boot.
+func SetNICAddresses(nics []*agentproto.NICAddress) error {
+	for _, n := range nics {
+		from, err := net.ParseMAC(n.TemplateMac)
+		if err != nil {
+			return fmt.Errorf("nic address: %w", err)
+		}
+		to, err := net.ParseMAC(n.Mac)
+		if err != nil {
+			return fmt.Errorf("nic address: %w", err)
+		}
+		link, err := linkByMAC(from)
+		if err != nil {
+			return fmt.Errorf("nic address: %w", err)
+		}
+		if err := netlink.LinkSetHardwareAddr(link, to); err != nil {
+			return fmt.Errorf("nic %s: set MAC %s: %w", link.Attrs().Name, to, err)
+		}
+	}
+	return nil
 }
 
 // UpdateRoutes adds (or replaces) the given routes.

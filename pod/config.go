@@ -99,7 +99,13 @@ type FactoryConfig struct {
 	// Dir holds the template; `hull factory init` mounts a tmpfs there
 	// unless it already is on one.
 	Dir string `toml:"dir"`
+	// NICs is how many network interfaces the template has: a sandbox
+	// with another number boots cold.
+	NICs int `toml:"nics"`
 }
+
+// MaxTemplateNICs bounds factory.nics.
+const MaxTemplateNICs = 8
 
 // RuntimeConfig holds the rest.
 type RuntimeConfig struct {
@@ -167,7 +173,7 @@ func DefaultConfig() Config {
 			Request:   Duration{60 * time.Second},
 			Restore:   Duration{10 * time.Second},
 		},
-		Factory: FactoryConfig{Dir: DefaultFactoryDir},
+		Factory: FactoryConfig{Dir: DefaultFactoryDir, NICs: 1},
 	}
 }
 
@@ -283,6 +289,8 @@ func (f FactoryConfig) validate(c *Config) error {
 	switch {
 	case f.Dir == "" || !filepath.IsAbs(f.Dir):
 		return fmt.Errorf("factory.dir %q: want an absolute path", f.Dir)
+	case f.NICs < 0 || f.NICs > MaxTemplateNICs:
+		return fmt.Errorf("factory.nics %d: want 0 to %d", f.NICs, MaxTemplateNICs)
 	case !f.Template:
 		return nil
 	case c.Hypervisor.Initrd == "":

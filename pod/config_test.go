@@ -200,8 +200,13 @@ func TestParseConfigTemplate(t *testing.T) {
 	if err != nil {
 		t.Fatalf("ParseConfig: %v", err)
 	}
-	if !cfg.Factory.Template || cfg.Factory.Dir != DefaultFactoryDir {
-		t.Errorf("factory = %+v, want the template on in %s", cfg.Factory, DefaultFactoryDir)
+	if !cfg.Factory.Template || cfg.Factory.Dir != DefaultFactoryDir || cfg.Factory.NICs != 1 {
+		t.Errorf("factory = %+v, want the template on in %s with 1 NIC", cfg.Factory, DefaultFactoryDir)
+	}
+	for _, nics := range []string{"-1", "9"} {
+		if _, err := ParseConfig([]byte("[factory]\nnics = " + nics + "\n")); err == nil || !strings.Contains(err.Error(), "factory.nics") {
+			t.Errorf("factory.nics = %s: err %v, want it refused", nics, err)
+		}
 	}
 }
 

@@ -88,7 +88,13 @@ func bootTemplate(ctx context.Context, cfg Config, work string, log *slog.Logger
 	if err := os.Mkdir(share, 0o500); err != nil {
 		return nil, err
 	}
-	hc := vmConfig(vmParams{ID: "template", Dir: work, Config: cfg, Accel: accel, ShareExport: share, Template: true, Log: log})
+	nics, endNICs, err := templateNICs(work, cfg.Factory.NICs)
+	if err != nil {
+		return nil, err
+	}
+	// Its taps (and their namespace) go once QEMU has.
+	defer endNICs()
+	hc := vmConfig(vmParams{ID: "template", Dir: work, Config: cfg, Accel: accel, NICs: nics, ShareExport: share, Template: true, Log: log})
 	hc.RAM = &hypervisor.RAMFile{Path: filepath.Join(work, templateMemory), Shared: true}
 	if t.Shape, err = shapeOf(hc, accel); err != nil {
 		return nil, err
@@ -102,6 +108,7 @@ func bootTemplate(ctx context.Context, cfg Config, work string, log *slog.Logger
 	}
 	// The template VM never outlives init; a paused one quits at once.
 	defer func() { _ = q.Stop(context.Background()) }()
+	closeNICs(nics)
 	step("qemu")
 	bootCtx, cancel := context.WithTimeout(ctx, to.Boot.Duration)
 	defer cancel()
@@ -160,6 +167,53 @@ func bootTemplate(ctx context.Context, cfg Config, work string, log *slog.Logger
 	t.Created = time.Now().UTC()
 	t.Took = Duration{time.Since(started)}
 	return t, nil
+}
+
+// templateNICs are the template's n NICs: taps in a network namespace of
+// their own, pinned in work, that nothing else is in. The guest sees them
+// with the template's MACs (templateMAC); a clone's NICs are the sandbox's
+// taps, and its agent gives them the sandbox's MACs. A tap, rather than a
+// backend that needs none, because QEMU saves whether the device's backend
+// has vnet headers and a clone's taps have them: the guest then negotiates
+// the offloads it has after a cold boot. end closes the taps and removes
+// the namespace.
+func templateNICs(work string, n int) (nics []hypervisor.NIC, end func(), err error) {
+	if n == 0 {
+		return nil, func() {}, nil
+	}
+	ns := filepath.Join(work, "netns")
+	if err := CreateNetNS(ns); err != nil {
+		return nil, nil, fmt.Errorf("template nics: %w", err)
+	}
+	end = func() {
+		closeNICs(nics)
+		_ = RemoveNetNS(ns)
+	}
+	err = InNetNS(ns, func() error {
+		for i := range n {
+			tap, err := createTap("tap"+strconv.Itoa(i)+"_hull", 0)
+			if err != nil {
+				return err
+			}
+			nics = append(nics, hypervisor.NIC{Tap: tap, MAC: templateMAC(i)})
+		}
+		return nil
+	})
+	if err != nil {
+		end()
+		return nil, nil, fmt.Errorf("template nics: %w", err)
+	}
+	return nics, end, nil
+}
+
+// closeNICs closes hull's copies of the taps: QEMU has its own.
+func closeNICs(nics []hypervisor.NIC) {
+	for i := range nics {
+		if nics[i].Tap != nil {
+			nics[i].Tap.Close()
+			nics[i].Tap = nil
+		}
+	}
 }
 
 func hashFile(path string) (int64, string, error) {
@@ -300,7 +354,8 @@ func StatusOfTemplate(cfg Config) (TemplateStatus, error) {
 }
 
 // DefaultTemplateShape is the shape of the configuration's default sandbox
-// (default vCPUs and memory, no NIC): the shape init makes a template of.
+// (default vCPUs and memory, factory.nics NICs): the shape init makes a
+// template of.
 func DefaultTemplateShape(cfg Config) (TemplateShape, error) {
 	h := cfg.Hypervisor
 	accel, err := hypervisor.ResolveAccel(h.Accel, h.KVMDevice, h.KVMProbeLimit.Duration)
@@ -308,7 +363,7 @@ func DefaultTemplateShape(cfg Config) (TemplateShape, error) {
 		return TemplateShape{}, err
 	}
 	hc := vmConfig(vmParams{ID: "template", Dir: cfg.Factory.Dir, Config: cfg, Accel: accel, Template: true,
-		Log: slog.New(slog.DiscardHandler)})
+		NICs: make([]hypervisor.NIC, cfg.Factory.NICs), Log: slog.New(slog.DiscardHandler)})
 	return shapeOf(hc, accel)
 }
 

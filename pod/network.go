@@ -206,21 +206,9 @@ func mirror(l netlink.Link, i int) (Endpoint, error) {
 		ones, _ := ad.Mask.Size()
 		ep.Addrs = append(ep.Addrs, &agentproto.IPAddress{Address: ad.IP.String(), PrefixLen: uint32(ones)})
 	}
-	tap := &netlink.Tuntap{
-		LinkAttrs: netlink.LinkAttrs{Name: ep.Tap, MTU: a.MTU},
-		Mode:      netlink.TUNTAP_MODE_TAP,
-		Flags:     netlink.TUNTAP_NO_PI | netlink.TUNTAP_VNET_HDR | netlink.TUNTAP_ONE_QUEUE,
-		Queues:    1,
-		// The tap lives as long as a file descriptor holds it: QEMU's.
-		NonPersist: true,
+	if ep.tapFile, err = createTap(ep.Tap, a.MTU); err != nil {
+		return ep, err
 	}
-	if err := netlink.LinkAdd(tap); err != nil {
-		return ep, fmt.Errorf("create tap %s: %w", ep.Tap, err)
-	}
-	if len(tap.Fds) != 1 {
-		return ep, fmt.Errorf("create tap %s: got %d queues", ep.Tap, len(tap.Fds))
-	}
-	ep.tapFile = tap.Fds[0]
 	fail := func(err error) (Endpoint, error) {
 		ep.tapFile.Close()
 		_ = removeIngress(l)
@@ -242,6 +230,29 @@ func mirror(l netlink.Link, i int) (Endpoint, error) {
 		}
 	}
 	return ep, nil
+}
+
+// createTap creates a tap for QEMU's virtio-net (one queue, vnet headers)
+// in the current network namespace. It lives as long as a file descriptor
+// holds it: QEMU's, once the returned one is closed.
+func createTap(name string, mtu int) (*os.File, error) {
+	tap := &netlink.Tuntap{
+		LinkAttrs:  netlink.LinkAttrs{Name: name, MTU: mtu},
+		Mode:       netlink.TUNTAP_MODE_TAP,
+		Flags:      netlink.TUNTAP_NO_PI | netlink.TUNTAP_VNET_HDR | netlink.TUNTAP_ONE_QUEUE,
+		Queues:     1,
+		NonPersist: true,
+	}
+	if err := netlink.LinkAdd(tap); err != nil {
+		return nil, fmt.Errorf("create tap %s: %w", name, err)
+	}
+	if len(tap.Fds) != 1 {
+		for _, f := range tap.Fds {
+			f.Close()
+		}
+		return nil, fmt.Errorf("create tap %s: got %d queues", name, len(tap.Fds))
+	}
+	return tap.Fds[0], nil
 }
 
 // redirect sends everything arriving on from out of to.
@@ -294,6 +305,19 @@ func (n *Network) GuestInterfaces() []*agentproto.Interface {
 	var out []*agentproto.Interface
 	for i, ep := range n.Endpoints {
 		out = append(out, &agentproto.Interface{Mac: ep.MAC, Name: guestNIC(i), Mtu: uint32(ep.MTU), Addresses: ep.Addrs})
+	}
+	return out
+}
+
+// CloneAddresses give a clone's NICs, the template's (templateMAC), the
+// sandbox's MACs.
+func (n *Network) CloneAddresses() []*agentproto.NICAddress {
+	if n == nil {
+		return nil
+	}
+	var out []*agentproto.NICAddress
+	for i, ep := range n.Endpoints {
+		out = append(out, &agentproto.NICAddress{TemplateMac: templateMAC(i), Mac: ep.MAC})
 	}
 	return out
 }

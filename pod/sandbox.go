@@ -286,7 +286,8 @@ func (s *Sandbox) clone(ctx context.Context, o SandboxOptions, hc hypervisor.Con
 	if _, err := rand.Read(entropy); err != nil {
 		return fmt.Errorf("entropy for the clone: %w", err)
 	}
-	if _, err := s.agent.StartClone(ctx, &agentproto.StartCloneRequest{Entropy: entropy, UnixNano: time.Now().UnixNano()}); err != nil {
+	if _, err := s.agent.StartClone(ctx, &agentproto.StartCloneRequest{Entropy: entropy, UnixNano: time.Now().UnixNano(),
+		Nics: s.network.CloneAddresses()}); err != nil {
 		return s.WithConsole(fmt.Errorf("start clone: %w", err))
 	}
 	step("clone start")

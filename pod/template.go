@@ -72,6 +72,10 @@ type TemplateShape struct {
 	AgentPort    string `json:"agent_port"`
 }
 
+// templateMAC is the MAC of a template's NIC i: locally administered, "hull"
+// in its middle bytes. A clone's NIC has it only until StartClone.
+func templateMAC(i int) string { return fmt.Sprintf("02:68:75:6c:6c:%02x", i) }
+
 // FileID tells a file apart from its other versions cheaply (a sandbox's
 // start cannot afford to hash a kernel): its path, size and mtime.
 type FileID struct {

@@ -231,6 +231,40 @@ func TestInitTemplateNeedsTemplateOn(t *testing.T) {
 	}
 }
 
+// A template has factory.nics NICs, and a clone gives each the MAC of the
+// sandbox's interface in the same place.
+func TestTemplateNICs(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.Hypervisor.Path, cfg.Hypervisor.Kernel, cfg.Hypervisor.Initrd, cfg.Hypervisor.Accel = exe, exe, exe, "tcg"
+	for _, n := range []int{0, 1, 3} {
+		cfg.Factory.NICs = n
+		s, err := DefaultTemplateShape(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.NICs != n {
+			t.Errorf("factory.nics = %d: the default shape has %d NICs", n, s.NICs)
+		}
+	}
+	if m0, m1 := templateMAC(0), templateMAC(1); m0 == m1 || m0 != "02:68:75:6c:6c:00" {
+		t.Errorf("template MACs %s, %s", m0, m1)
+	}
+	var none *Network
+	if got := none.CloneAddresses(); got != nil {
+		t.Errorf("no network: CloneAddresses = %v", got)
+	}
+	n := &Network{Endpoints: []Endpoint{{MAC: "0a:00:00:00:00:01"}, {MAC: "0a:00:00:00:00:02"}}}
+	got := n.CloneAddresses()
+	if len(got) != 2 || got[0].TemplateMac != templateMAC(0) || got[0].Mac != "0a:00:00:00:00:01" ||
+		got[1].TemplateMac != templateMAC(1) || got[1].Mac != "0a:00:00:00:00:02" {
+		t.Errorf("CloneAddresses = %v", got)
+	}
+}
+
 func rm(t *testing.T, path string) {
 	t.Helper()
 	if err := os.Remove(path); err != nil {

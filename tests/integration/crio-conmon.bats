@@ -9,27 +9,13 @@ setup() {
   setup_hull
   command -v conmon >/dev/null || { echo "conmon missing (apt-get install conmon)" >&2; return 1; }
   mkdir -p "$T/exits" "$T/attach"
-  NETNS=()
 }
 
 teardown() {
   teardown_hull_rc=0
   teardown_hull || teardown_hull_rc=$?
-  for ns in "${NETNS[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
+  remove_pod_netns
   return $teardown_hull_rc
-}
-
-# make_pod_netns N: a netns with a veth whose host end is 10.77.N.1; sets
-# NS to its path.
-make_pod_netns() {
-  local ns=hullpod$$-$1
-  ip netns add "$ns"
-  ip link add "hp$$n$1" type veth peer name eth0 netns "$ns"
-  ip addr add "10.77.$1.1/24" dev "hp$$n$1"; ip link set "hp$$n$1" up
-  ip -n "$ns" addr add "10.77.$1.2/24" dev eth0; ip -n "$ns" link set eth0 up
-  ip -n "$ns" route add default via "10.77.$1.1"
-  NETNS+=("$ns")
-  NS=/var/run/netns/$ns
 }
 
 # conmon_create ID BUNDLE: what CRI-O runs to create a container.

@@ -26,6 +26,7 @@ type = "virtio-9p"
 [factory]
 template = true
 dir = "$T/factory"
+nics = 0
 TOML
 }
 
@@ -37,6 +38,7 @@ teardown() {
   fi
   for id in $(hull list -q 2>/dev/null); do hull delete --force "$id" >/dev/null 2>&1 || true; done
   hull factory destroy || rc=1
+  remove_pod_netns
   teardown_hull || rc=1
   return "$rc"
 }
@@ -67,16 +69,30 @@ run_ten() {
   done
 }
 
-# start_clone ID: `hull run` of a container that sleeps, in the background
-# (its PID in $T/ID.runner); fails unless its sandbox is a clone of the
-# template.
+# start_clone ID [NETNS]: `hull run` of a container serving its ID over
+# HTTP on port 80 (in the network namespace at NETNS, if given), in the
+# background (its PID in $T/ID.runner); fails unless its sandbox is a clone
+# of the template.
 start_clone() {
-  make_bundle "$T/$1" sleep 600
+  make_bundle "$T/$1" httpd -f -p 80 -h /www
+  echo "$1" > "$T/$1/rootfs/www/index.html"
+  if [ -n "${2:-}" ]; then
+    edit_spec "$T/$1" "(.linux.namespaces[] | select(.type == \"network\")).path = \"$2\""
+  fi
   hull run --bundle "$T/$1" "$1" </dev/null >/dev/null 2>&1 &
   echo $! > "$T/$1.runner"
   wait_status "$1" running
   [ "$(sandbox_info "$1" template)" = "$(template_hash)" ]
 }
+
+# in_netns NETNS_PATH ARGS...: runs ARGS in the network namespace.
+in_netns() { local ns=$1; shift; nsenter --net="$ns" "$@"; }
+
+# netns_links NETNS_PATH: the names of the namespace's links, one line.
+netns_links() { in_netns "$1" ip -o link show | awk -F': ' '{sub(/@.*/, "", $2); print $2}' | sort | tr '\n' ' '; }
+
+# netns_mac NETNS_PATH: the MAC of the namespace's eth0.
+netns_mac() { in_netns "$1" ip -o link show eth0 | grep -o 'link/ether [^ ]*' | cut -d' ' -f2; }
 
 # wait_runner ID: waits for the `hull run` of start_clone ID; its exit
 # status is then in $RC. (Not in a subshell: only this shell can wait.)
@@ -102,14 +118,22 @@ stop_clone() {
   [[ "$output" == *"no template"* ]]
 }
 
-@test "ten sandboxes from one template: each its own exit code, random numbers and clock" {
+@test "ten sandboxes from one template: each its own exit code, network, random numbers and clock" {
+  # Each sandbox has a network namespace with one interface, as a CNI
+  # plugin leaves it: the template is made with one NIC.
+  sed -i 's/^nics = 0/nics = 1/' "$HULL_CONFIG"
   run hull factory init
   [ "$status" -eq 0 ]
   [[ "$output" == "template $(template_hash) made in "* ]]
   run hull factory status
   [[ "$output" == *"usable:    yes"* ]]
+  [ "$(jq .shape.nics "$T/factory/template.json")" = 1 ]
+  local ns=()
   for i in $(seq 1 10); do
+    make_pod_netns "$i" 10.78
+    ns[i]=$NS
     make_bundle "$T/r$i" sh -c "head -c 16 /dev/urandom | od -An -tx1; exit $i"
+    edit_spec "$T/r$i" "(.linux.namespaces[] | select(.type == \"network\")).path = \"$NS\""
   done
   run_ten r
   [ "$(grep -c 'sandbox started from the VM template' "$T/r.log")" -eq 10 ]
@@ -117,10 +141,15 @@ stop_clone() {
     [ "$(wc -w < "$T/r$i.out")" -eq 16 ]
   done
   [ "$(cat "$T"/r*.out | sort -u | wc -l)" -eq 10 ]
-  # The clock: a clone whose clock was not set runs on the template's,
-  # which stood still since it was saved, seconds ago by now.
-  for i in $(seq 1 10); do start_clone "c$i"; done
+  for i in $(seq 1 10); do start_clone "c$i" "${ns[$i]}"; done
   for i in $(seq 1 10); do
+    # Its own network: the NIC has the MAC of its namespace's interface,
+    # not the template's, and its server answers on its own address.
+    [ "$(hull exec "c$i" cat /sys/class/net/eth0/address)" = "$(netns_mac "${ns[$i]}")" ]
+    [ "$(hull exec "c$i" ip -4 -o addr show eth0 | awk '{print $4}')" = "10.78.$i.2/24" ]
+    [ "$(curl -fs --retry 20 --retry-all-errors --retry-delay 1 "http://10.78.$i.2/")" = "c$i" ]
+    # The clock: a clone whose clock was not set runs on the template's,
+    # which stood still since it was saved, seconds ago by now.
     guest=$(hull exec "c$i" date +%s)
     host=$(date +%s)
     echo "clone c$i: $guest, host: $host" >&2
@@ -128,6 +157,11 @@ stop_clone() {
     [ "$guest" -le $((host + 1)) ]
   done
   for i in $(seq 1 10); do stop_clone "c$i"; done
+  # The namespaces are as the "CNI plugin" left them: no tap, no redirect.
+  for i in $(seq 1 10); do
+    [ "$(netns_links "${ns[$i]}")" = "eth0 lo " ]
+    [ -z "$(in_netns "${ns[$i]}" tc qdisc show dev eth0 ingress)" ]
+  done
   hull factory destroy
   assert_no_leak
 }

@@ -20,6 +20,7 @@ setup_hull() {
   require_host
   T=$(mktemp -d /tmp/hull-bats.XXXXXX)
   ROOT=$T/root
+  NETNS=() # what make_pod_netns made
   write_config "$T/hull.toml"
 }
 
@@ -63,6 +64,30 @@ make_bundle() {
   local args
   args=$(jq -n -c '$ARGS.positional' --args -- "$@")
   edit_spec "$dir" ".process.terminal = false | .root.readonly = false | .process.args = $args"
+}
+
+# make_pod_netns N [NET]: a network namespace as a CNI plugin leaves it: a
+# veth whose host end is NET.N.1/24 (NET defaults to 10.77) and whose other
+# end, eth0, is NET.N.2 with a default route through the host end. Sets NS
+# to its path and adds it to NETNS, which remove_pod_netns deletes.
+make_pod_netns() {
+  local ns=hullpod$$-$1 net=${2:-10.77}
+  ip netns add "$ns"
+  NETNS+=("$ns")
+  ip link add "hp$$n$1" type veth peer name eth0 netns "$ns"
+  ip addr add "$net.$1.1/24" dev "hp$$n$1"; ip link set "hp$$n$1" up
+  ip -n "$ns" addr add "$net.$1.2/24" dev eth0; ip -n "$ns" link set eth0 up
+  ip -n "$ns" route add default via "$net.$1.1"
+  # shellcheck disable=SC2034 # for the caller
+  NS=/var/run/netns/$ns
+}
+
+# remove_pod_netns deletes the namespaces make_pod_netns made (and their
+# veths with them).
+remove_pod_netns() {
+  local ns
+  for ns in "${NETNS[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
+  NETNS=()
 }
 
 # edit_spec DIR JQ-FILTER edits DIR/config.json in place.
