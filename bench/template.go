@@ -73,14 +73,21 @@ func (b *bench) templated(ctx context.Context) error {
 		log.Printf("  rep %d: template init %.0f ms, ready templated %.0f ms, cold %.0f ms", i+1,
 			b.s.vals["template_init"][i], ms(ready), ms(coldReady))
 	}
-	if err := b.templatedPSS(ctx); err != nil {
+	// Clones with the configuration's translation buffer, then with a
+	// small one (factory.tcg_tb_size): memory against start-up time.
+	if err := b.templatedPSS(ctx, "templated", 0); err != nil {
+		return err
+	}
+	if err := b.templatedPSS(ctx, "templated_tb8", 8); err != nil {
 		return err
 	}
 	b.note("Templates: `pod.InitTemplate` (template_init_ms: QEMU spawn to the saved state, then QEMU's exit) and pod.StartSandbox of the configuration templates need: "+
 		"the tuned kernel, the guest as an initrd (%s), the share over virtio-9p, 512 MiB, tcg; "+
 		"ready_templated when the sandbox starts as a clone, and the same configuration booted cold (templated_ready_vs_cold_ready's floor) in each repetition. "+
 		"idle_pss_mib_templated_each_of_10: %d idle clones with a `sleep 600` container, started by the hull CLI (`hull factory init` first), "+
-		"PSS as for the cold rows; the template's RAM file, on tmpfs, counts to the clones that map its pages.", templateInitrd, manySandboxes)
+		"PSS as for the cold rows; the template's RAM file, on tmpfs, counts to the clones that map its pages. "+
+		"The _tb8 rows: the same with the clones' translation buffer at 8 MiB (factory.tcg_tb_size = 8), "+
+		"and their `hull create`+`start` against the default's (templated_create_start).", templateInitrd, manySandboxes)
 	return nil
 }
 
@@ -95,16 +102,17 @@ func (b *bench) templateConfig(dir string) pod.Config {
 }
 
 // templatedPSS reads the PSS of manySandboxes idle clones of a template
-// that `hull factory init` made.
-func (b *bench) templatedPSS(ctx context.Context) error {
-	dir := filepath.Join(b.tmp, "mem-templated")
+// that `hull factory init` made, into samples named after key; tbMiB, when
+// not 0, is the clones' factory.tcg_tb_size.
+func (b *bench) templatedPSS(ctx context.Context, key string, tbMiB int) error {
+	dir := filepath.Join(b.tmp, "mem-"+key)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
 	factory := filepath.Join(dir, "factory")
 	conf := filepath.Join(dir, "hull.toml")
-	toml := fmt.Sprintf("[hypervisor]\naccel = \"tcg\"\nkernel = %q\ninitrd = %q\ndefault_memory = %d\n\n[shared_fs]\ntype = %q\n\n[factory]\ntemplate = true\ndir = %q\nnics = 0\n",
-		b.file(tunedKernel), b.file(templateInitrd), memGuestMiB, pod.SharedFS9P, factory)
+	toml := fmt.Sprintf("[hypervisor]\naccel = \"tcg\"\nkernel = %q\ninitrd = %q\ndefault_memory = %d\n\n[shared_fs]\ntype = %q\n\n[factory]\ntemplate = true\ndir = %q\nnics = 0\ntcg_tb_size = %d\n",
+		b.file(tunedKernel), b.file(templateInitrd), memGuestMiB, pod.SharedFS9P, factory, tbMiB)
 	if err := os.WriteFile(conf, []byte(toml), 0o600); err != nil {
 		return err
 	}
@@ -121,7 +129,7 @@ func (b *bench) templatedPSS(ctx context.Context) error {
 	if err := writeBundle(bundle, "sleep", "600"); err != nil {
 		return err
 	}
-	f := &fleet{b: b, h: h, dir: dir, bundle: bundle}
+	f := &fleet{b: b, h: h, dir: dir, bundle: bundle, startKey: key + "_create_start"}
 	defer f.cleanup(context.WithoutCancel(ctx))
 	for i := range manySandboxes {
 		id := fmt.Sprintf("clone%d", i)
@@ -144,15 +152,15 @@ func (b *bench) templatedPSS(ctx context.Context) error {
 			return err
 		}
 		sum += p.total()
-		b.s.Add("pss_templated_each", p.total())
-		b.s.Add("pss_templated_qemu", p.qemu)
-		b.s.Add("pss_templated_qemu_ram", p.qemuRAM)
-		b.s.Add("pss_templated_qemu_tcg", p.qemuTCG)
-		b.s.Add("pss_templated_qemu_other", p.qemuOther)
-		b.s.Add("pss_templated_monitor", p.monitor)
-		b.s.Add("pss_templated_proxy", p.proxy)
+		for _, v := range []struct {
+			part string
+			mib  float64
+		}{{"each", p.total()}, {"qemu", p.qemu}, {"qemu_ram", p.qemuRAM}, {"qemu_tcg", p.qemuTCG},
+			{"qemu_other", p.qemuOther}, {"monitor", p.monitor}, {"proxy", p.proxy}} {
+			b.s.Add("pss_"+key+"_"+v.part, v.mib)
+		}
 	}
-	b.s.Add("pss_templated_total", sum)
-	log.Printf("  %d idle clones: %.0f MiB PSS in all", manySandboxes, sum)
+	b.s.Add("pss_"+key+"_total", sum)
+	log.Printf("  %d idle clones (%s): %.0f MiB PSS in all", manySandboxes, key, sum)
 	return f.down(ctx)
 }

@@ -102,6 +102,9 @@ type FactoryConfig struct {
 	// NICs is how many network interfaces the template has: a sandbox
 	// with another number boots cold.
 	NICs int `toml:"nics"`
+	// TCGTBSize is a clone's TCG translation cache, in MiB; 0 keeps
+	// hypervisor.tcg_tb_size. It is no part of the template's shape.
+	TCGTBSize int `toml:"tcg_tb_size"`
 }
 
 // MaxTemplateNICs bounds factory.nics.
@@ -289,6 +292,8 @@ func (f FactoryConfig) validate(c *Config) error {
 	switch {
 	case f.Dir == "" || !filepath.IsAbs(f.Dir):
 		return fmt.Errorf("factory.dir %q: want an absolute path", f.Dir)
+	case f.TCGTBSize < 0:
+		return fmt.Errorf("factory.tcg_tb_size %d: must not be negative", f.TCGTBSize)
 	case f.NICs < 0 || f.NICs > MaxTemplateNICs:
 		return fmt.Errorf("factory.nics %d: want 0 to %d", f.NICs, MaxTemplateNICs)
 	case !f.Template:

@@ -203,9 +203,10 @@ func TestParseConfigTemplate(t *testing.T) {
 	if !cfg.Factory.Template || cfg.Factory.Dir != DefaultFactoryDir || cfg.Factory.NICs != 1 {
 		t.Errorf("factory = %+v, want the template on in %s with 1 NIC", cfg.Factory, DefaultFactoryDir)
 	}
-	for _, nics := range []string{"-1", "9"} {
-		if _, err := ParseConfig([]byte("[factory]\nnics = " + nics + "\n")); err == nil || !strings.Contains(err.Error(), "factory.nics") {
-			t.Errorf("factory.nics = %s: err %v, want it refused", nics, err)
+	for _, bad := range []string{"nics = -1", "nics = 9", "tcg_tb_size = -1"} {
+		_, err := ParseConfig([]byte("[factory]\n" + bad + "\n"))
+		if key, _, _ := strings.Cut(bad, " "); err == nil || !strings.Contains(err.Error(), "factory."+key) {
+			t.Errorf("factory.%s: err %v, want it refused", bad, err)
 		}
 	}
 }

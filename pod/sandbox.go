@@ -252,6 +252,9 @@ func (s *Sandbox) startFromTemplate(ctx context.Context, o SandboxOptions, step 
 	}
 	hc.RAM = &hypervisor.RAMFile{Path: tmpl.MemoryPath(dir)}
 	hc.Incoming = true
+	if n := o.Config.Factory.TCGTBSize; n > 0 {
+		hc.TBSizeMiB = n
+	}
 	rctx, cancel := context.WithTimeout(ctx, o.Config.Timeouts.Restore.Duration)
 	defer cancel()
 	if err := s.clone(rctx, o, hc, tmpl.StatePath(dir), step); err != nil {

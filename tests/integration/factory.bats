@@ -212,7 +212,13 @@ stop_clone() {
   [ "$(sha256sum "$T"/factory/t-*/memory "$T"/factory/t-*/state)" = "$sum" ]
   run hull factory status
   [[ "$output" == *"usable:    yes"* ]]
+  # A clone's translation cache is its own (factory.tcg_tb_size), no part
+  # of the template's shape.
+  printf 'tcg_tb_size = 8\n' >> "$HULL_CONFIG"
   start_clone c4
+  grep -q 'tb-size=8' "/proc/$(sandbox_info c4 qemuPid)/cmdline"
+  run ! grep -q 'tb-size=8' "/proc/$(sandbox_info c1 qemuPid)/cmdline"
+  [ "$(hull exec c4 echo alive)" = alive ]
   for c in c1 c3 c4; do stop_clone "$c"; done
   hull factory destroy
   assert_no_leak
