@@ -209,3 +209,58 @@ import_busybox() {
   "$REPO/tests/integration/mkimage.sh" "$rootfs" hull-busybox "$dir/busybox.tar" sh
   containerd_ctr "$dir" -n "$ns" images import "$dir/busybox.tar" >/dev/null
 }
+
+# The CRI helpers below use $C (the containerd's directory), $CRICTL and
+# $HANDLER (the runtime handler pods run on).
+
+# import_cri_images DIR: images for the CRI from archives built here:
+# busybox with a web page (in DIR/img), and a pause made of the same root.
+import_cri_images() {
+  import_busybox "$1" k8s.io
+  "$REPO/tests/integration/mkimage.sh" "$1/img" hull-pause "$1/pause.tar" sh -c 'trap "exit 0" TERM; while :; do sleep 1; done'
+  containerd_ctr "$1" -n k8s.io images import "$1/pause.tar" >/dev/null
+}
+
+# remove_pods stops and removes every pod of $C's containerd.
+remove_pods() {
+  local p
+  for p in $(cri pods -q 2>/dev/null); do
+    cri stopp "$p" >/dev/null 2>&1 || true
+    cri rmp -f "$p" >/dev/null 2>&1 || true
+  done
+}
+
+# cri ARGS...: crictl against $C's containerd.
+cri() {
+  [ -f "$C/crictl.yaml" ] || printf 'runtime-endpoint: unix://%s/containerd.sock\nimage-endpoint: unix://%s/containerd.sock\ntimeout: 120\n' "$C" "$C" > "$C/crictl.yaml"
+  "$CRICTL" --config "$C/crictl.yaml" "$@" 2> >(grep -v cgroup_parent >&2)
+}
+
+# pod NAME [LINUX-JSON]: runs a pod sandbox on $HANDLER, prints its ID. Its
+# network namespace and ID go on the lists no_leaks checks.
+pod() {
+  local linux='{}'
+  [ -z "${2:-}" ] || linux=$2
+  cat > "$C/$1-pod.json" <<JSON
+{"metadata": {"name": "$1", "namespace": "default", "uid": "uid-$1", "attempt": 0}, "log_directory": "$C/logs/$1", "linux": $linux}
+JSON
+  mkdir -p "$C/logs/$1"
+  local id; id=$(cri runp --runtime "$HANDLER" "$C/$1-pod.json") || return 1
+  echo "$id" >> "$C/ids.list"
+  cri inspectp "$id" | jq -r '.info.runtimeSpec.linux.namespaces[] | select(.type == "network") | .path // empty' >> "$C/netns.list"
+  echo "$id"
+}
+
+# ctr_in POD_ID POD_NAME NAME CMD...: creates and starts a container.
+ctr_in() {
+  local pid=$1 pname=$2 name=$3; shift 3
+  local cmd; cmd=$(jq -n -c '$ARGS.positional' --args -- "$@")
+  cat > "$C/$name.json" <<JSON
+{"metadata": {"name": "$name"}, "image": {"image": "docker.io/library/hull-busybox:latest"}, "command": $cmd, "log_path": "$name.log", "linux": {}}
+JSON
+  local id; id=$(cri create "$pid" "$C/$name.json" "$C/$pname-pod.json") || return 1
+  echo "$id" >> "$C/ids.list"
+  cri start "$id" >/dev/null
+  echo "$id"
+}
+

@@ -33,8 +33,10 @@ TOML
 teardown() {
   local rc=0
   if [ -f "$T/ctrd/containerd.pid" ]; then
+    C=$T/ctrd remove_pods
     shim_teardown "$T/ctrd" || rc=1
     stop_containerd "$T/ctrd"
+    ip link del hullcri0 2>/dev/null || true
   fi
   for id in $(hull list -q 2>/dev/null); do hull delete --force "$id" >/dev/null 2>&1 || true; done
   hull factory destroy || rc=1
@@ -260,6 +262,35 @@ stop_clone() {
   containerd_ctr "$T/ctrd" containers rm s1
   shim_teardown "$T/ctrd"
   stop_containerd "$T/ctrd"
+  hull factory destroy
+  assert_no_leak
+}
+
+@test "a Kubernetes pod through the shim: its VM a clone, with the pod's own network" {
+  sed -i 's/^nics = 0/nics = 1/' "$HULL_CONFIG"
+  hull factory init
+  # shellcheck disable=SC2034 # pod() runs on HANDLER
+  C=$T/ctrd HANDLER=hull-v2
+  CRICTL=${CRICTL:-$(command -v crictl || echo /root/go/bin/crictl)}
+  mkdir -p "$C/logs"
+  cp "$HULL_CONFIG" "$C/hull.toml"
+  start_containerd "$C" "${HULL_CONTAINERD:-1}"
+  import_cri_images "$C"
+  p=$(pod p1)
+  pgrep -f -- "mem-path=$T/factory/t-[0-9]*/memory,share=off.* -incoming defer" >/dev/null
+  web=$(ctr_in "$p" p1 web httpd -f -p 80 -h /www)
+  # The NIC has the MAC the CNI plugin gave the pod's eth0, and the pod's
+  # address answers from inside the clone.
+  podns=$(cri inspectp "$p" | jq -r '.info.runtimeSpec.linux.namespaces[] | select(.type == "network") | .path')
+  [ "$(cri exec -s "$web" cat /sys/class/net/eth0/address)" = "$(nsenter --net="$podns" ip -o link show eth0 | grep -o 'link/ether [^ ]*' | cut -d' ' -f2)" ]
+  ip=$(cri inspectp "$p" | jq -r .status.network.ip)
+  [ "$(curl -fs --retry 20 --retry-all-errors --retry-delay 1 "http://$ip/")" = "hello from the pod" ]
+  cri stopp "$p" >/dev/null
+  cri rmp "$p" >/dev/null
+  shim_teardown "$C"
+  [ ! -e "$podns" ]
+  stop_containerd "$C"
+  ip link del hullcri0
   hull factory destroy
   assert_no_leak
 }
