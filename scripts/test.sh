@@ -50,5 +50,17 @@ bats -f '^(symlinks planted|the guest sees only the share|the guest cannot unmou
 cat "$share_tests" >> "$results"
 # A filter that matches nothing runs nothing, and bats calls that success.
 [ "$(grep -c '^ok ' "$share_tests")" = 4 ] || { echo "test.sh: the share tests of faults.bats and spec.bats did not all pass over $other_fs" >&2; rc=1; }
+# Templating both ways: the runc-compatible, containerd, docker and CRI
+# suites again with every sandbox of the template's shape started as a
+# clone of a VM template (write_config makes one for HULL_TEMPLATE; the
+# suites check that their VMs are clones). Lone containers have no NIC;
+# docker's containers and CRI pods have one.
+echo "== integration: bats suites again with sandboxes cloned from a VM template"
+unset HULL_SHARED_FS
+HULL_TEMPLATE=1 bats tests/integration/cli.bats tests/integration/shim.bats | tee -a "$results" || rc=$?
+HULL_TEMPLATE=1 HULL_TEMPLATE_NICS=1 bats tests/integration/docker.bats | tee -a "$results" || rc=$?
+for handler in hull hull-v2; do
+  HULL_TEMPLATE=1 HULL_TEMPLATE_NICS=1 HULL_CRI_HANDLER=$handler bats tests/integration/cri-containerd.bats | tee -a "$results" || rc=$?
+done
 echo "bats: $(grep -c '^ok ' "$results") passed, $(grep -c '^not ok ' "$results") failed"
 exit "$rc"

@@ -29,6 +29,7 @@ shim_hull() { "$HULL_BIN" --root "$ROOT" --log "$B/log.json" --log-format json "
   kill -0 "$pid"
   shim_hull start c1
   [ "$(hull state c1 | jq -r .status)" = running ]
+  assert_clone c1
   wait_file "$T/stdout" out-line
   wait_file "$T/stderr" err-line
   echo hello-stdin >&7

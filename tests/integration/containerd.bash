@@ -75,6 +75,7 @@ start_containerd() {
 # (SIGKILL after 10 s).
 stop_containerd() {
   stop_daemon "$1/containerd.pid" 10
+  remove_template "$1/hull.toml"
   # The (empty) parents of its ctr namespace's cgroups.
   if [ -f "$1/namespace" ]; then
     rmdir /sys/fs/cgroup/*/"$(cat "$1/namespace")" 2>/dev/null || true
@@ -176,7 +177,7 @@ shim_leaks() {
   containerd_ctr "$dir" containers ls -q | sed 's/^/container /'
   pgrep -fa -- "containerd-shim-hull-v2 .*$dir" | sed 's/^/shim /'
   pgrep -fa -- "(qemu-system|virtiofsd).*$dir" | cut -c1-120 | sed 's/^/process /'
-  grep -F -- "$dir/" /proc/self/mountinfo | grep -v -- "$dir/root/" | awk '{print "mount " $5}'
+  mountinfo_under "$dir/" | grep -v -- "$dir/root/" | awk '{print "mount " $5}'
   find "$dir/shim-root" -mindepth 1 -maxdepth 3 -not -path "$dir/shim-root/s" 2>/dev/null | sed 's/^/state /'
   find "$dir/shim-root/s" -mindepth 1 2>/dev/null | sed 's/^/socket /'
   find "/sys/fs/cgroup/memory/$(cat "$dir/namespace")" -mindepth 1 -maxdepth 1 -type d 2>/dev/null | sed 's/^/cgroup /'

@@ -62,7 +62,7 @@ leaks() {
   pgrep -fa -- "(qemu-system|virtiofsd).*$C" | cut -c1-120 | sed 's/^/process /'
   pgrep -fa -- "containerd-shim-(hull|runc)-v2 .*$C" | sed 's/^/shim /'
   pgrep -fa -- "$C/.*__(monitor|proxy) " | sed 's/^/hull /'
-  grep -F -- "$C/" /proc/self/mountinfo | grep -vF -- "$C/root/" | awk '{print "mount " $5}'
+  mountinfo_under "$C/" | grep -vF -- "$C/root/" | awk '{print "mount " $5}'
   find "$C/hull-root" -mindepth 1 -not -type d 2>/dev/null | sed 's/^/hull-root /'
   find "$C/hull-root"/*/containers "$C/hull-root"/*/sandboxes -mindepth 1 2>/dev/null | sed 's/^/hull-root /'
   find "$C/shim-root" -mindepth 1 -not -path "$C/shim-root/s" -not -path "$C/shim-root/s/*" 2>/dev/null | sed 's/^/shim-root /'
@@ -136,6 +136,8 @@ kill_port_forwards() {
   web=$(ctr_in "$p" p1 web sh -c 'echo web-started; uname -r; httpd -f -p 8080 -h /www')
   client=$(ctr_in "$p" p1 client sh -c 'uname -r; sleep 600')
   [ "$(qemus)" = 1 ]
+  # Under HULL_TEMPLATE (with one NIC) the pod's VM is a clone.
+  [ -z "${HULL_TEMPLATE:-}" ] || [ "$(template_clones "$C")" = 1 ]
   if [ "$HANDLER" = hull ]; then
     # The CLI's pod: one monitor, a proxy for each of its three containers
     # (the pause container's included).

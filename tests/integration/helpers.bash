@@ -27,12 +27,18 @@ setup_hull() {
 # write_config FILE: the suites' hull configuration (TCG unless HULL_ACCEL
 # says otherwise, the built guest: its root directory over 9p, or
 # HULL_INITRD; the share over HULL_SHARED_FS, virtio-9p or virtio-fs, else
-# hull's default), exported as HULL_CONFIG.
+# hull's default), exported as HULL_CONFIG. With HULL_TEMPLATE=1 sandboxes
+# start from a VM template instead ([factory], in FILE's directory, with
+# HULL_TEMPLATE_NICS NICs, default 0), made here: the initrd and the 9p
+# share that templating needs; remove_template removes it.
 write_config() {
   export HULL_CONFIG=$1
   local image="guest_root = \"$BUILD/guest-root\"" shared_fs=""
   if [ -n "${HULL_INITRD:-}" ]; then image="initrd = \"$HULL_INITRD\""; fi
   if [ -n "${HULL_SHARED_FS:-}" ]; then shared_fs="type = \"$HULL_SHARED_FS\""; fi
+  if [ -n "${HULL_TEMPLATE:-}" ]; then
+    image="initrd = \"$BUILD/initrd-hull.img\""; shared_fs='type = "virtio-9p"'
+  fi
   cat > "$HULL_CONFIG" <<TOML
 [hypervisor]
 accel = "${HULL_ACCEL:-tcg}"
@@ -43,6 +49,16 @@ default_memory = 256
 [shared_fs]
 $shared_fs
 TOML
+  if [ -n "${HULL_TEMPLATE:-}" ]; then
+    cat >> "$HULL_CONFIG" <<TOML
+
+[factory]
+template = true
+dir = "$(dirname "$1")/factory"
+nics = ${HULL_TEMPLATE_NICS:-0}
+TOML
+    "$HULL_BIN" factory init >/dev/null || return 1
+  fi
 }
 
 hull() { "$HULL_BIN" --root "$ROOT" "$@"; }
@@ -160,7 +176,7 @@ leaks() {
     [ "$p" = "$$" ] && continue
     echo "process $p: $(tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null)"
   done
-  grep -F -- "$T" /proc/self/mountinfo | sed 's/^/mount /' || true
+  mountinfo_under "$T" | sed 's/^/mount /' || true
   if [ -d "$ROOT/containers" ]; then find "$ROOT/containers" -mindepth 1 -maxdepth 1 | sed 's/^/state /'; fi
   if [ -d "$ROOT/sandboxes" ]; then find "$ROOT/sandboxes" -mindepth 1 -maxdepth 1 | sed 's/^/sandbox /'; fi
 }
@@ -190,6 +206,7 @@ teardown_hull() {
   [ -n "${ROOT:-}" ] || return 0
   local id
   for id in $(hull list -q 2>/dev/null); do hull delete --force "$id" >/dev/null 2>&1 || true; done
+  remove_template "$T/hull.toml"
   local left
   left=$(leaks)
   if [ -n "$left" ]; then
@@ -198,6 +215,36 @@ teardown_hull() {
     return 1
   fi
   rm -rf "$T"
+}
+
+# mountinfo_under DIR: the lines of /proc/self/mountinfo that name DIR,
+# but for the tmpfs of HULL_TEMPLATE's template in DIR/factory while it is
+# published: it is the suite's until remove_template.
+mountinfo_under() {
+  local template=/nonexistent/ dir=${1%/}
+  [ -z "${HULL_TEMPLATE:-}" ] || [ ! -e "$dir/factory/template.json" ] || template=" $dir/factory "
+  grep -F -- "$1" /proc/self/mountinfo | grep -vF -- "$template"
+}
+
+# remove_template CONFIG: under HULL_TEMPLATE, `hull factory destroy` of the
+# template write_config made for CONFIG.
+remove_template() {
+  [ -n "${HULL_TEMPLATE:-}" ] || return 0
+  HULL_CONFIG=$1 "$HULL_BIN" factory destroy
+}
+
+# template_clones DIR: how many QEMUs run as clones of the template in
+# DIR/factory (they map its RAM copy-on-write and load its state).
+template_clones() { pgrep -fc -- "qemu-system.*mem-path=$1/factory/t-[0-9]*/memory,share=off.* -incoming defer" || true; }
+
+# assert_clone ID: under HULL_TEMPLATE, fails unless the sandbox of the lone
+# container ID started as a clone of the template.
+assert_clone() {
+  [ -n "${HULL_TEMPLATE:-}" ] || return 0
+  local dir
+  dir=$(printf %s "$1" | sha256sum | cut -c1-16)
+  [ -n "$(jq -r '.template // empty' "$ROOT/sandboxes/$dir/sandbox.json")" ] || {
+    echo "sandbox of $1 booted cold under HULL_TEMPLATE" >&2; return 1; }
 }
 
 # assert_no_leak fails the test now if something is left.

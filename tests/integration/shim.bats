@@ -115,6 +115,8 @@ RT=io.containerd.hull.v2
   c run -d --runtime "$RT" "$IMG" shim-l2 sleep 600 >/dev/null
   [ "$(pgrep -fc -- "containerd-shim-hull-v2 .*$C")" = 2 ]
   [ "$(pgrep -fc -- "qemu-system.*$C")" = 2 ]
+  # Under HULL_TEMPLATE both are clones of the template.
+  [ -z "${HULL_TEMPLATE:-}" ] || [ "$(template_clones "$C")" = 2 ]
   # The shims' only children are QEMU and virtiofsd: no hull CLI, monitor
   # or proxy.
   for shim in $(pgrep -f -- "containerd-shim-hull-v2 .*$C"); do
