@@ -181,7 +181,7 @@ func templateNICs(work string, n int) (nics []hypervisor.NIC, end func(), err er
 	if n == 0 {
 		return nil, func() {}, nil
 	}
-	ns := filepath.Join(work, "netns")
+	ns := filepath.Join(work, templateNetNS)
 	if err := CreateNetNS(ns); err != nil {
 		return nil, nil, fmt.Errorf("template nics: %w", err)
 	}
@@ -248,6 +248,11 @@ func removeTemplates(dir string, match func(name string) bool, log *slog.Logger)
 	entries, _ := os.ReadDir(dir)
 	for _, e := range entries {
 		if e.IsDir() && strings.HasPrefix(e.Name(), templatePrefix) && match(e.Name()) {
+			// An init killed while its template VM ran leaves its NICs'
+			// namespace pinned there.
+			if err := RemoveNetNS(filepath.Join(dir, e.Name(), templateNetNS)); err != nil {
+				log.Warn("remove template", "dir", e.Name(), "err", err)
+			}
 			if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
 				log.Warn("remove template", "dir", e.Name(), "err", err)
 			}

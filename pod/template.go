@@ -28,7 +28,8 @@ import (
 //	template.json   the published template (Template), replaced atomically
 //	t-<ns>/         one template, made at <ns> since the epoch: memory,
 //	                state, share/ (the empty 9p export it was saved
-//	                with), read-only once published
+//	                with), read-only once published; netns, the pinned
+//	                namespace of its NICs' taps, while init runs
 //	tmpfs-by-hull   present when init mounted the tmpfs the directory is on
 //
 // A template is immutable once published: init writes a new t-<ns>/,
@@ -45,6 +46,7 @@ const (
 	templateMemory  = "memory"
 	templateState   = "state"
 	templateShare   = "share"
+	templateNetNS   = "netns"
 	templatePrefix  = "t-"
 )
 

@@ -213,6 +213,7 @@ import_busybox() {
 
 # The CRI helpers below use $C (the containerd's directory), $CRICTL and
 # $HANDLER (the runtime handler pods run on).
+CRICTL=${CRICTL:-$(command -v crictl || echo /root/go/bin/crictl)}
 
 # import_cri_images DIR: images for the CRI from archives built here:
 # busybox with a web page (in DIR/img), and a pause made of the same root.

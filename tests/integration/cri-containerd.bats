@@ -14,7 +14,6 @@
 load helpers
 load containerd
 
-CRICTL=${CRICTL:-$(command -v crictl || echo /root/go/bin/crictl)}
 HANDLER=${HULL_CRI_HANDLER:-hull}
 
 setup_file() {

@@ -244,6 +244,25 @@ stop_clone() {
   assert_no_leak
 }
 
+@test "an init killed while its template VM runs: the next init removes what it left" {
+  sed -i 's/^nics = 0/nics = 1/' "$HULL_CONFIG"
+  "$HULL_BIN" --root "$ROOT" factory init >/dev/null 2>&1 &
+  init=$!
+  for _ in $(seq 1 200); do pgrep -f -- "qemu-system.*$T/factory/t-" >/dev/null && break; sleep 0.05; done
+  kill -9 "$init"
+  wait "$init" || true
+  for _ in $(seq 1 100); do pgrep -f -- "qemu-system.*$T/factory/t-" >/dev/null || break; sleep 0.1; done
+  run ! pgrep -f -- "qemu-system.*$T/factory/t-"
+  # Its half-made template, and the pinned namespace of its NICs' taps.
+  grep -qF "$T/factory/t-" /proc/self/mountinfo
+  [ ! -e "$T/factory/template.json" ]
+  hull factory init
+  [ "$(find "$T/factory" -mindepth 1 -maxdepth 1 -name 't-*' | wc -l)" = 1 ]
+  run ! grep -qF "$T/factory/t-" /proc/self/mountinfo
+  hull factory destroy
+  assert_no_leak
+}
+
 @test "through containerd's shim too: a pod's VM starts as a clone" {
   hull factory init
   mkdir -p "$T/ctrd"
@@ -271,7 +290,6 @@ stop_clone() {
   hull factory init
   # shellcheck disable=SC2034 # pod() runs on HANDLER
   C=$T/ctrd HANDLER=hull-v2
-  CRICTL=${CRICTL:-$(command -v crictl || echo /root/go/bin/crictl)}
   mkdir -p "$C/logs"
   cp "$HULL_CONFIG" "$C/hull.toml"
   start_containerd "$C" "${HULL_CONTAINERD:-1}"
