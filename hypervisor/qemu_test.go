@@ -436,20 +436,29 @@ func TestQEMUSaveStateNeedsSharedRAM(t *testing.T) {
 	}
 }
 
-func TestQEMURestore(t *testing.T) {
-	cfg := fakeTemplateConfig(t, fakeIncoming)
+// startIncoming starts a fake QEMU in mode waiting for a state (clone's
+// RAM, -incoming defer) and writes state beside it; it returns the QEMU and
+// the state's path.
+func startIncoming(ctx context.Context, t *testing.T, mode string, state []byte) (*QEMU, string) {
+	t.Helper()
+	cfg := fakeTemplateConfig(t, mode)
 	cfg.RAM.Shared, cfg.Incoming = false, true
-	state := filepath.Join(filepath.Dir(cfg.QMPSocket), "state")
-	if err := os.WriteFile(state, []byte("QEVM"), 0o600); err != nil {
+	path := filepath.Join(filepath.Dir(cfg.QMPSocket), "state")
+	if err := os.WriteFile(path, state, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	q := New(cfg, WithTimeouts(testTimeouts))
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
 	if err := q.Start(ctx); err != nil {
 		t.Fatalf("Start: %v", err)
 	}
 	t.Cleanup(func() { _ = q.kill() })
+	return q, path
+}
+
+func TestQEMURestore(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	q, state := startIncoming(ctx, t, fakeIncoming, []byte("QEVM"))
 	if err := q.Restore(ctx, state); err != nil {
 		t.Fatalf("Restore: %v", err)
 	}
@@ -459,19 +468,9 @@ func TestQEMURestore(t *testing.T) {
 }
 
 func TestQEMURestoreBadState(t *testing.T) {
-	cfg := fakeTemplateConfig(t, fakeBadState)
-	cfg.RAM.Shared, cfg.Incoming = false, true
-	state := filepath.Join(filepath.Dir(cfg.QMPSocket), "state")
-	if err := os.WriteFile(state, []byte("garbage"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	q := New(cfg, WithTimeouts(testTimeouts))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := q.Start(ctx); err != nil {
-		t.Fatalf("Start: %v", err)
-	}
-	t.Cleanup(func() { _ = q.kill() })
+	q, state := startIncoming(ctx, t, fakeBadState, []byte("garbage"))
 	err := q.Restore(ctx, state)
 	if !errors.Is(err, ErrMigration) {
 		t.Fatalf("Restore of a state QEMU cannot load = %v, want ErrMigration", err)

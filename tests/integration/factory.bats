@@ -45,31 +45,8 @@ teardown() {
   return "$rc"
 }
 
-# sandbox_info ID FIELD: a field of the published info of the sandbox of a
-# lone container ID (its directory is named by the ID's hash).
-sandbox_info() {
-  local dir
-  dir=$(printf %s "$1" | sha256sum | cut -c1-16)
-  jq -r ".$2" "$ROOT/sandboxes/$dir/sandbox.json"
-}
-
 # template_hash: the hash of the published template.
 template_hash() { jq -r .hash "$T/factory/template.json"; }
-
-# run_ten PREFIX: `hull run` of bundles $T/PREFIX1..10 (container IDs the
-# same) all at once, with debug logs in $T/PREFIX.log; container i must
-# exit with status i.
-run_ten() {
-  local i rc pids=()
-  for i in $(seq 1 10); do
-    hull --debug --log "$T/$1.log" run --bundle "$T/$1$i" "$1$i" </dev/null >"$T/$1$i.out" 2>"$T/$1$i.err" &
-    pids[i]=$!
-  done
-  for i in $(seq 1 10); do
-    rc=0; wait "${pids[$i]}" || rc=$?
-    [ "$rc" -eq "$i" ] || { echo "run $1$i: exit $rc, want $i: $(cat "$T/$1$i.err")" >&2; return 1; }
-  done
-}
 
 # start_clone ID [NETNS]: `hull run` of a container serving its ID over
 # HTTP on port 80 (in the network namespace at NETNS, if given), in the
@@ -137,7 +114,7 @@ stop_clone() {
     make_bundle "$T/r$i" sh -c "head -c 16 /dev/urandom | od -An -tx1; exit $i"
     edit_spec "$T/r$i" "(.linux.namespaces[] | select(.type == \"network\")).path = \"$NS\""
   done
-  run_ten r
+  run_ten r --debug --log "$T/r.log"
   [ "$(grep -c 'sandbox started from the VM template' "$T/r.log")" -eq 10 ]
   for i in $(seq 1 10); do
     [ "$(wc -w < "$T/r$i.out")" -eq 16 ]
@@ -272,7 +249,7 @@ stop_clone() {
   img=docker.io/library/hull-busybox:latest
   containerd_ctr "$T/ctrd" run -d --runtime io.containerd.hull.v2 "$img" s1 sleep 600 >/dev/null
   # Its QEMU maps the template's RAM copy-on-write and loaded its state.
-  pgrep -f -- "mem-path=$T/factory/t-[0-9]*/memory,share=off.* -incoming defer" >/dev/null
+  [ "$(template_clones "$T")" = 1 ]
   run containerd_ctr "$T/ctrd" task exec --exec-id e1 s1 sh -c 'exit 5'
   [ "$status" -eq 5 ]
   containerd_ctr "$T/ctrd" task kill -s KILL s1
@@ -295,7 +272,7 @@ stop_clone() {
   start_containerd "$C" "${HULL_CONTAINERD:-1}"
   import_cri_images "$C"
   p=$(pod p1)
-  pgrep -f -- "mem-path=$T/factory/t-[0-9]*/memory,share=off.* -incoming defer" >/dev/null
+  [ "$(template_clones "$T")" = 1 ]
   web=$(ctr_in "$p" p1 web httpd -f -p 80 -h /www)
   # The NIC has the MAC the CNI plugin gave the pod's eth0, and the pod's
   # address answers from inside the clone.

@@ -36,9 +36,6 @@ wait_task() {
   return 1
 }
 
-# sandbox_info ID FIELD: a field of the sandbox's published info.
-sandbox_info() { jq -r ".$2" "$ROOT"/sandboxes/*/sandbox.json | head -1; }
-
 @test "kill -9 of QEMU while a container runs: the proxy exits with an error, state says stopped, delete cleans" {
   B=$T/b; make_bundle "$B" sleep 600
   hull run --bundle "$B" c1 </dev/null >/dev/null 2>&1 &
@@ -179,20 +176,6 @@ create_killed_at() {
   [ "$status" -ne 0 ]
   [[ "$output" == *"no space left on device"* ]]
   assert_no_leak
-}
-
-# run_ten PREFIX: `hull run` of bundles $T/PREFIX1..10 (container IDs the
-# same) all at once; container i must exit with status i.
-run_ten() {
-  local i rc pids=()
-  for i in $(seq 1 10); do
-    hull run --bundle "$T/$1$i" "$1$i" </dev/null >"$T/$1$i.out" 2>&1 &
-    pids[i]=$!
-  done
-  for i in $(seq 1 10); do
-    rc=0; wait "${pids[$i]}" || rc=$?
-    [ "$rc" -eq "$i" ] || { echo "run $1$i: exit $rc, want $i: $(cat "$T/$1$i.out")" >&2; return 1; }
-  done
 }
 
 @test "10 concurrent runs, each its own VM, each with its own exit code" {

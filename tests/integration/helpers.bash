@@ -237,14 +237,35 @@ remove_template() {
 # DIR/factory (they map its RAM copy-on-write and load its state).
 template_clones() { pgrep -fc -- "qemu-system.*mem-path=$1/factory/t-[0-9]*/memory,share=off.* -incoming defer" || true; }
 
+# sandbox_info ID FIELD: a field of the published info of the sandbox of a
+# lone container ID (its directory is named by the ID's hash).
+sandbox_info() {
+  local dir
+  dir=$(printf %s "$1" | sha256sum | cut -c1-16)
+  jq -r ".$2 // empty" "$ROOT/sandboxes/$dir/sandbox.json"
+}
+
 # assert_clone ID: under HULL_TEMPLATE, fails unless the sandbox of the lone
 # container ID started as a clone of the template.
 assert_clone() {
   [ -n "${HULL_TEMPLATE:-}" ] || return 0
-  local dir
-  dir=$(printf %s "$1" | sha256sum | cut -c1-16)
-  [ -n "$(jq -r '.template // empty' "$ROOT/sandboxes/$dir/sandbox.json")" ] || {
-    echo "sandbox of $1 booted cold under HULL_TEMPLATE" >&2; return 1; }
+  [ -n "$(sandbox_info "$1" template)" ] || { echo "sandbox of $1 booted cold under HULL_TEMPLATE" >&2; return 1; }
+}
+
+# run_ten PREFIX [HULL-OPTIONS...]: `hull run` of bundles $T/PREFIX1..10
+# (container IDs the same) all at once, their output in $T/PREFIXi.out and
+# .err; container i must exit with status i.
+run_ten() {
+  local p=$1 i rc pids=()
+  shift
+  for i in $(seq 1 10); do
+    hull "$@" run --bundle "$T/$p$i" "$p$i" </dev/null >"$T/$p$i.out" 2>"$T/$p$i.err" &
+    pids[i]=$!
+  done
+  for i in $(seq 1 10); do
+    rc=0; wait "${pids[$i]}" || rc=$?
+    [ "$rc" -eq "$i" ] || { echo "run $p$i: exit $rc, want $i: $(cat "$T/$p$i.err")" >&2; return 1; }
+  done
 }
 
 # assert_no_leak fails the test now if something is left.
